@@ -1,0 +1,19 @@
+// Jest projects: `unit` is pure logic (fast, no privileges); `node` needs root,
+// real namespaces and cgroups; `cluster` needs a real kube-apiserver (started once
+// per run by the global setup, or TEST_KUBECONFIG); `vm` boots a cgroup v2 kernel.
+const transform = {
+  '^.+\\.ts$': ['ts-jest', { useESM: true, isolatedModules: true, tsconfig: 'tsconfig.json' }],
+};
+const common = {
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform,
+  testEnvironment: 'node',
+};
+
+/** @type {import('jest').Config} */
+export default {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+  ],
+};
