@@ -2,7 +2,7 @@
 // real namespaces and cgroups; `cluster` needs a real kube-apiserver (started once
 // per run by the global setup, or TEST_KUBECONFIG); `vm` boots a cgroup v2 kernel.
 const transform = {
-  '^.+\\.ts$': ['ts-jest', { useESM: true, isolatedModules: true, tsconfig: 'tsconfig.json' }],
+  '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],
 };
 const common = {
   extensionsToTreatAsEsm: ['.ts'],
