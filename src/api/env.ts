@@ -23,21 +23,21 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const APPARMOR_NAME = /^[A-Za-z0-9][A-Za-z0-9_.\-/]*$/;
 
 /** A DNS-1123 label: what cgroup directory names and hostnames must be. */
-export const dnsLabel = (what: string): z.ZodString =>
+export const dnsLabel = (): z.ZodString =>
   z
     .string()
-    .min(1, `${what} must not be empty`)
-    .max(63, `${what} must be at most 63 characters`)
-    .regex(DNS_LABEL, `${what} must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit`);
+    .min(1, 'must not be empty')
+    .max(63, 'must be at most 63 characters')
+    .regex(DNS_LABEL, "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit");
 
 /** An absolute, normalised path with no `..` segment, NUL or newline: safe to hand to the host. */
-export const absolutePath = (what: string): z.ZodString =>
+export const absolutePath = (): z.ZodString =>
   z
     .string()
     .max(4096)
-    .refine((p) => p.startsWith('/'), `${what} must be an absolute path`)
-    .refine((p) => !p.split('/').some((seg) => seg === '..' || seg === '.'), `${what} must not contain '.' or '..' segments`)
-    .refine((p) => !/[\0\n\r]/.test(p), `${what} must not contain NUL or newline characters`);
+    .refine((p) => p.startsWith('/'), 'must be an absolute path')
+    .refine((p) => !p.split('/').some((seg) => seg === '..' || seg === '.'), "must not contain '.' or '..' segments")
+    .refine((p) => !/[\0\n\r]/.test(p), 'must not contain NUL or newline characters');
 
 /** A Kubernetes quantity (int-or-string) that must be non-negative. */
 const quantity = (description: string): z.ZodType<string | number> =>
@@ -140,14 +140,14 @@ export const WorkloadSchema = z
       .max(256)
       .describe('Environment variables for the workload.')
       .optional(),
-    workingDir: absolutePath('workingDir').describe('Working directory inside the env. Default /.').optional(),
-    hostname: dnsLabel('hostname').describe('Hostname inside the env (UTS namespace). Defaults to the env name.').optional(),
+    workingDir: absolutePath().describe('Working directory inside the env. Default /.').optional(),
+    hostname: dnsLabel().describe('Hostname inside the env (UTS namespace). Defaults to the env name.').optional(),
   })
   .meta({ description: 'What runs inside the env.' });
 
 export const RootfsSchema = z
   .strictObject({
-    hostPath: absolutePath('hostPath').describe('Directory on the node used as the env root filesystem.'),
+    hostPath: absolutePath().describe('Directory on the node used as the env root filesystem.'),
     readOnly: z.boolean().default(false).describe('Mount the root filesystem read-only.'),
   })
   .meta({ description: "Root filesystem. Omitted: the host's root, read-only, with fresh /proc, /dev and a tmpfs /tmp." });
@@ -235,7 +235,7 @@ export const SecuritySchema = z
 
 export const EnvSpecObject = z
   .strictObject({
-    class: dnsLabel('class').default('default').describe('Groups envs in the node cgroup tree (<root>/<class>/<env>), e.g. ci-jobs, preview-envs, batch-jobs.'),
+    class: dnsLabel().default('default').describe('Groups envs in the node cgroup tree (<root>/<class>/<env>), e.g. ci-jobs, preview-envs, batch-jobs.'),
     nodeName: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a DNS subdomain (a node name)').describe('Run on this node only.').optional(),
     nodeSelector: z
       .record(z.string().max(317).regex(LABEL_KEY, 'must be a label key'), z.string().max(63).regex(LABEL_VALUE, 'must be a label value'))
@@ -361,7 +361,7 @@ export const EnvStatusSchema = z
 export const DisposableEnvSchema = z.object({
   apiVersion: z.literal('disposable.dev/v1alpha1'),
   kind: z.literal('DisposableEnv'),
-  metadata: z.looseObject({ name: dnsLabel('metadata.name').optional(), namespace: z.string().optional() }),
+  metadata: z.looseObject({ name: dnsLabel().optional(), namespace: z.string().optional() }),
   spec: EnvSpecSchema,
   status: EnvStatusSchema.optional(),
 });
