@@ -1,0 +1,97 @@
+/**
+ * Pure parsers for the kernel's text interfaces the node side reads:
+ * /proc/<pid>/mountinfo, flat-keyed cgroup files (cgroup.events, memory.events,
+ * cpu.stat, pids.* …) and /proc/<pid>/net/dev. Tested against fixture strings;
+ * the I/O lives in node-agent/.
+ */
+
+/** One line of /proc/<pid>/mountinfo. */
+export interface MountEntry {
+  readonly id: number;
+  readonly parentId: number;
+  readonly majorMinor: string;
+  /** Path inside the source filesystem; ends in `//deleted` when the source is gone. */
+  readonly root: string;
+  readonly mountPoint: string;
+  readonly options: string;
+  readonly optionalFields: string[];
+  readonly fsType: string;
+  readonly source: string;
+  readonly superOptions: string;
+}
+
+/** Undo the kernel's octal escaping of space, tab, newline and backslash (`\040`). */
+export function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Parse mountinfo text; malformed lines are skipped rather than fatal. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(' ');
+    const right = line.slice(sep + 3).split(' ');
+    if (left.length < 6 || right.length < 2) continue;
+    const [id, parentId, majorMinor, root, mountPoint, options, ...optionalFields] = left as [string, string, string, string, string, string, ...string[]];
+    out.push({
+      id: Number(id),
+      parentId: Number(parentId),
+      majorMinor,
+      root: unescapeMountField(root),
+      mountPoint: unescapeMountField(mountPoint),
+      options,
+      optionalFields,
+      fsType: right[0] ?? '',
+      source: unescapeMountField(right[1] ?? ''),
+      superOptions: right[2] ?? '',
+    });
+  }
+  return out;
+}
+
+/** Parse "key value" lines (cgroup.events, memory.events, cpu.stat, memory.stat) into numbers. */
+export function parseFlatKeyed(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^(\S+)\s+(-?\d+)\s*$/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Per-interface byte and packet counters from /proc/<pid>/net/dev. */
+export interface NetDevCounters {
+  readonly rxBytes: number;
+  readonly rxPackets: number;
+  readonly txBytes: number;
+  readonly txPackets: number;
+}
+
+/** Parse /proc/<pid>/net/dev (two header lines, then `iface: rx… tx…`). */
+export function parseNetDev(text: string): Record<string, NetDevCounters> {
+  const out: Record<string, NetDevCounters> = {};
+  for (const line of text.split('\n').slice(2)) {
+    const m = /^\s*([^:\s]+):\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const f = m[2]!.trim().split(/\s+/).map(Number);
+    if (f.length < 16) continue;
+    out[m[1]!] = { rxBytes: f[0]!, rxPackets: f[1]!, txBytes: f[8]!, txPackets: f[9]! };
+  }
+  return out;
+}
+
+/** The inode in a namespace link target such as `net:[4026531840]`. */
+export function nsInode(linkTarget: string): number | undefined {
+  const m = /^\w+:\[(\d+)\]$/.exec(linkTarget);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Process state letter from /proc/<pid>/stat (handles `)` inside the command name). */
+export function procState(statText: string): string | undefined {
+  const close = statText.lastIndexOf(')');
+  if (close < 0) return undefined;
+  return statText.slice(close + 2, close + 3) || undefined;
+}
