@@ -4,7 +4,8 @@
 // enabled at the root) and brings exit code, stdout and stderr back through a
 // second, writable 9p share. See test/vm/README.md.
 import { execa } from 'execa';
-import { mkdtemp, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,11 @@ export interface VmRunOptions {
   cwd?: string;
   /** Extra environment for the script (exported before it runs). */
   env?: Record<string, string>;
+  /**
+   * How long to wait for a free VM slot (see DENV_VM_MAX_PARALLEL) before
+   * failing. Not part of timeoutMs. Default 30 min.
+   */
+  slotWaitMs?: number;
 }
 
 export interface VmRunResult {
@@ -61,6 +67,9 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUILD_SCRIPT = path.join(HERE, 'build-initramfs.sh');
 const QEMU = process.env.DENV_VM_QEMU ?? 'qemu-system-x86_64';
 const RESERVED = new Set(['cmd.sh', 'stdout', 'stderr', 'exit', 'exit.tmp', 'stage1-error']);
+
+/** qboot (from qemu-system-data) starts a -kernel boot about a second sooner than SeaBIOS. */
+const QBOOT = '/usr/share/qemu/qboot.rom';
 
 let imagePromise: Promise<VmImage> | undefined;
 
@@ -104,6 +113,55 @@ export async function vmAvailable(): Promise<{ ok: boolean; why?: string }> {
   return { ok: true };
 }
 
+function cacheRoot(): string {
+  return process.env.DENV_CACHE_DIR ?? path.join(process.env.HOME ?? os.homedir(), '.cache', 'disposable-env');
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
+/**
+ * Takes one of DENV_VM_MAX_PARALLEL (default 1) machine-wide VM slots, so that
+ * test files running in parallel jest workers do not boot several TCG guests at
+ * once on a 2-core machine (which makes every guest crawl and timing checks flaky).
+ * A slot is a directory made atomically with mkdir holding the owner's PID; slots
+ * of dead owners are taken over.
+ */
+async function acquireSlot(waitMs: number): Promise<() => Promise<void>> {
+  const max = Math.max(1, Number(process.env.DENV_VM_MAX_PARALLEL ?? '1') || 1);
+  const dir = path.join(cacheRoot(), 'vm', 'slots');
+  await mkdir(dir, { recursive: true });
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    for (let i = 0; i < max; i++) {
+      const slot = path.join(dir, `slot-${i}`);
+      try {
+        await mkdir(slot);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const owner = Number.parseInt((await readFile(path.join(slot, 'pid'), 'utf8').catch(() => '')).trim(), 10);
+        const age = Date.now() - (await stat(slot).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+        if ((Number.isNaN(owner) && age > 10_000) || (!Number.isNaN(owner) && !pidAlive(owner))) {
+          await rm(slot, { recursive: true, force: true });
+        }
+        continue;
+      }
+      await writeFile(path.join(slot, 'pid'), String(process.pid));
+      return () => rm(slot, { recursive: true, force: true });
+    }
+    if (Date.now() > deadline) throw new Error(`no free VM slot in ${dir} after ${waitMs} ms (DENV_VM_MAX_PARALLEL=${max})`);
+    await sleep(250);
+  }
+}
+
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -131,7 +189,22 @@ export async function runInVm(script: string, opts: VmRunOptions = {}): Promise<
   const memoryMiB = opts.memoryMiB ?? 2048;
   const cpus = opts.cpus ?? 2;
   const image = await ensureImage();
+  const release = await acquireSlot(opts.slotWaitMs ?? 30 * 60_000);
+  try {
+    return await runLocked(script, image, timeoutMs, memoryMiB, cpus, opts);
+  } finally {
+    await release();
+  }
+}
 
+async function runLocked(
+  script: string,
+  image: VmImage,
+  timeoutMs: number,
+  memoryMiB: number,
+  cpus: number,
+  opts: VmRunOptions,
+): Promise<VmRunResult> {
   const outDir = await mkdtemp(path.join(os.tmpdir(), 'denv-vm-'));
   try {
     let prologue = '';
@@ -150,6 +223,7 @@ export async function runInVm(script: string, opts: VmRunOptions = {}): Promise<
       '-nographic',
       '-no-reboot',
       '-nic', 'none',
+      ...(existsSync(QBOOT) && !process.env.DENV_VM_SEABIOS ? ['-bios', QBOOT] : []),
       '-kernel', image.kernel,
       '-initrd', image.initrd,
       '-append', 'console=ttyS0 quiet panic=-1 mitigations=off',
