@@ -70,11 +70,36 @@ binary_spec() {
   esac
 }
 
+# Version stamps the upstream builds set through -ldflags -X; without them
+# kube-apiserver and kubectl report v0.0.0-master and helm a bare v3.NN.
+version_ldflags() {
+  local name="$1" version="$2" minor pkg
+  case "$name" in
+    kube-apiserver | kubectl)
+      minor="${version#v*.}"
+      minor="${minor%%.*}"
+      for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        printf -- ' -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean' \
+          "$pkg" "$version" "$pkg" "$(echo "${version#v}" | cut -d. -f1)" "$pkg" "$minor" "$pkg"
+      done
+      ;;
+    helm) printf -- ' -X helm.sh/helm/v3/internal/version.version=%s -X helm.sh/helm/v3/internal/version.gitTreeState=clean' "$version" ;;
+    etcd) ;;
+  esac
+}
+
+build_ldflags() { printf -- '-s -w%s' "$(version_ldflags "$1" "$2")"; }
+
+# Cache key: name, upstream version, and a short hash of the recipe (the
+# wrapper module's go.mod/go.sum and the link flags), so changing any of them
+# builds anew instead of reusing a binary made another way.
 binary_path() {
-  local spec dir mod
+  local spec dir mod version recipe
   spec="$(binary_spec "$1")"
   IFS='|' read -r dir _ mod <<<"$spec"
-  printf '%s/%s-%s' "$BIN_DIR" "$1" "$(module_version "$HACK_DIR/$dir" "$mod")"
+  version="$(module_version "$HACK_DIR/$dir" "$mod")"
+  recipe="$({ cat "$HACK_DIR/$dir/go.mod" "$HACK_DIR/$dir/go.sum"; build_ldflags "$1" "$version"; } | sha256sum | cut -c1-8)"
+  printf '%s/%s-%s-%s' "$BIN_DIR" "$1" "$version" "$recipe"
 }
 
 # ---------------------------------------------------------------- build
@@ -82,9 +107,10 @@ binary_path() {
 # Builds one binary into the cache unless it is there. Progress (name and
 # elapsed time) goes to stderr; on failure the Go error is shown.
 build_one() {
-  local name="$1" spec dir pkg out tmp blog pid start rc=0 last=0 now
+  local name="$1" spec dir pkg mod ldflags out tmp blog pid start rc=0 last=0 now
   spec="$(binary_spec "$name")"
-  IFS='|' read -r dir pkg _ <<<"$spec"
+  IFS='|' read -r dir pkg mod <<<"$spec"
+  ldflags="$(build_ldflags "$name" "$(module_version "$HACK_DIR/$dir" "$mod")")"
   out="$(binary_path "$name")"
   [[ -x "$out" ]] && return 0
   command -v go >/dev/null 2>&1 || die "'go' is not on PATH; it is needed once to build $name into $BIN_DIR"
@@ -97,7 +123,7 @@ build_one() {
     cd "$HACK_DIR/$dir"
     # -mod=readonly: go.mod/go.sum are committed and must not change here.
     CGO_ENABLED=0 GOFLAGS=-mod=readonly exec go build -trimpath -buildvcs=false \
-      -ldflags='-s -w' -o "$tmp" "$pkg"
+      -ldflags="$ldflags" -o "$tmp" "$pkg"
   ) >"$blog" 2>&1 </dev/null &
   pid=$!
   # Remove the half-written binary and stop the compiler if we are interrupted.
