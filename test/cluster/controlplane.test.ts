@@ -9,10 +9,10 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ApiextensionsV1Api, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { REPO_ROOT } from '../helpers/cluster-script.js';
-import { kubeConfig, kubectl, withTestNamespace } from '../helpers/kube.js';
+import { REPO_ROOT, kubeConfig, kubectl, withTestNamespace } from '../helpers/kube.js';
 
-const CRDS_DIR = path.join(REPO_ROOT, 'crds');
+/** hack/cluster.sh installs DENV_CRDS_DIR when set; test what it installed. */
+const CRDS_DIR = process.env.DENV_CRDS_DIR ?? path.join(REPO_ROOT, 'crds');
 const EXAMPLES_DIR = path.join(REPO_ROOT, 'examples');
 const API_VERSION = 'disposable.dev/v1alpha1';
 
@@ -167,20 +167,31 @@ describe('DisposableEnv through the API server', () => {
     expect(res.exitCode).toBe(0);
   });
 
+  // examples/*invalid*.yaml are deliberately wrong (they show users the errors);
+  // every other example must be accepted as it is.
   const examples = loadManifests(EXAMPLES_DIR).filter(({ doc }) => doc.kind === 'DisposableEnv');
-  const exampleCases = examples.map(({ file, doc }) => [`${file}: ${String((doc.metadata as Obj | undefined)?.name)}`, doc] as const);
-  (exampleCases.length ? test.each(exampleCases) : test.skip.each([['no DisposableEnv in examples/ yet', {}]]))(
-    'example %s is accepted (server-side dry run)',
-    async (_label, doc) => {
-      const { namespace: _ignored, ...metadata } = (doc.metadata ?? {}) as Obj;
-      const { exitCode, stderr } = await kubectl(['create', '--dry-run=server', '-n', ns(), '-f', '-'], {
-        input: JSON.stringify({ ...doc, metadata }),
-        reject: false,
-      });
+  const exampleCases = examples.map(({ file, doc }) => [`${file}: ${String((doc.metadata as Obj | undefined)?.name)}`, file.includes('invalid'), doc] as const);
+  test('examples/ has DisposableEnv examples, valid and invalid', () => {
+    expect(exampleCases.filter(([, invalid]) => !invalid).length).toBeGreaterThan(0);
+    expect(exampleCases.filter(([, invalid]) => invalid).length).toBeGreaterThan(0);
+  });
+  test.each(exampleCases)('example %s: rejected=%s by the API server (server-side dry run)', async (_label, invalid, doc) => {
+    const { namespace: _ignored, ...metadata } = (doc.metadata ?? {}) as Obj;
+    const { exitCode, stderr } = await kubectl(['create', '--dry-run=server', '-n', ns(), '-f', '-'], {
+      input: JSON.stringify({ ...doc, metadata }),
+      reject: false,
+    });
+    if (invalid) {
+      expect(exitCode).not.toBe(0);
+      // Every error line names the field it is about.
+      const errors = stderr.split('\n').filter((l) => l.startsWith('* '));
+      expect(errors.length).toBeGreaterThan(0);
+      for (const line of errors) expect(line).toMatch(/^\* (spec|metadata)\.[\w.[\]]+: /);
+    } else {
       expect(stderr).toBe('');
       expect(exitCode).toBe(0);
-    },
-  );
+    }
+  });
 
   test.each([
     ['class is not a DNS label', { class: 'CI_Jobs' }, 'spec.class'],
@@ -208,7 +219,37 @@ interface CelCase {
   pass: { name?: string; spec: Obj };
 }
 
-const celCases: Record<string, CelCase> = {
+/** Seeds for array items on the way to a field, so the item is otherwise valid. */
+const ITEM_SEEDS: Record<string, Obj> = { 'spec.resources.io.max[]': { device: '8:0' } };
+
+/**
+ * The spec that sets the field at `at` (a rule location such as
+ * spec.resources.io.max[].rbps) to `value`, building objects and one-item
+ * arrays on the way.
+ */
+function specAt(at: string, value: unknown): Obj {
+  const parts = at.split('.');
+  if (parts.shift() !== 'spec') throw new Error(`specAt: ${at} is not under spec`);
+  const build = (i: number, prefix: string): unknown => {
+    if (i === parts.length) return value;
+    const part = parts[i] as string;
+    const key = part.replace(/\[\]$/, '');
+    const here = `${prefix}.${part}`;
+    const child = build(i + 1, here);
+    return { [key]: part.endsWith('[]') ? [{ ...ITEM_SEEDS[here], ...(child as Obj) }] : child };
+  };
+  return build(0, 'spec') as Obj;
+}
+
+/** Field path as the API server prints it: the first item of each array. */
+const fieldOf = (at: string): string => at.replace(/\[\]/g, '[0]');
+
+const celCases: Record<string, CelCase | ((at: string) => CelCase)> = {
+  // On every int-or-string quantity field: the OpenAPI pattern admits a sign.
+  'must not be negative': (at) => ({
+    violate: { spec: specAt(at, '-1Mi'), field: fieldOf(at) },
+    pass: { spec: specAt(at, '0') },
+  }),
   "userNamespace.enabled requires 'user' in namespaces": {
     violate: { spec: { isolation: { namespaces: ['pid', 'mount'] } }, field: 'spec.isolation.userNamespace.enabled' },
     pass: { spec: { isolation: { namespaces: ['pid', 'mount'], userNamespace: { enabled: false } } } },
@@ -256,14 +297,15 @@ describe('CEL rules (x-kubernetes-validations) against the real API server', () 
   });
 
   const createCases = celRules.filter((r) => !UPDATE_ONLY.has(r.message)).map((r) => [r.at, r.message, r] as const);
-  test.each(createCases)('%s: "%s" rejects a violation and passes its boundary', async (_at, message) => {
-    const c = celCases[message];
-    if (!c) throw new Error(`no case for CEL rule "${message}"`);
+  test.each(createCases)('%s: "%s" rejects a violation and passes its boundary', async (at, message) => {
+    const entry = celCases[message];
+    if (!entry) throw new Error(`no case for CEL rule "${message}"`);
+    const c = typeof entry === 'function' ? entry(at) : entry;
     const bad = await create(ns(), env(c.violate.name ?? 'cel-violate', c.violate.spec));
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toContain(message);
     if (c.violate.field) expect(bad.stderr).toContain(`${c.violate.field}: Invalid value`);
-    const good = await create(ns(), env(c.pass.name ?? `cel-pass-${createCases.findIndex(([, m]) => m === message)}`, c.pass.spec));
+    const good = await create(ns(), env(c.pass.name ?? `cel-pass-${createCases.findIndex(([a, m]) => a === at && m === message)}`, c.pass.spec));
     expect(good.stderr).toBe('');
     expect(good.exitCode).toBe(0);
   });

@@ -12,16 +12,21 @@ import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import {
-  CLUSTER_SCRIPT,
-  ENV_CLUSTER_DIR,
-  ENV_KUBECONFIG_PATH,
-  ENV_KUBECTL,
-  TEST_CLUSTER_PREFIX,
-  clusterScriptEnv,
-  stopCluster,
-} from './cluster-script.js';
+
+// Jest loads global setup/teardown with Node's own ESM resolver, not through
+// moduleNameMapper, so this file imports no sibling .ts module; the names below
+// are repeated in cluster-teardown.ts and kube.ts.
+const CLUSTER_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'hack', 'cluster.sh');
+/** Kubeconfig of the cluster under test; read by test/helpers/kube.ts. */
+const ENV_KUBECONFIG_PATH = 'TEST_KUBECONFIG_PATH';
+/** kubectl to use: the cached build, or `kubectl` on PATH with TEST_KUBECONFIG. */
+const ENV_KUBECTL = 'TEST_KUBECTL';
+/** State dir of the control plane started here; teardown stops it. Unset with TEST_KUBECONFIG. */
+const ENV_CLUSTER_DIR = 'DENV_TEST_CLUSTER_DIR';
+/** Test control planes live in <tmpdir>/<prefix><jest pid>. */
+const TEST_CLUSTER_PREFIX = 'denv-test-cluster-';
 
 /** Generous: the first run on a fresh machine builds etcd, kube-apiserver and kubectl (~10 min on 2 cores). */
 const UP_TIMEOUT_MS = 45 * 60_000;
@@ -131,6 +136,18 @@ async function reapStaleTestClusters(): Promise<void> {
     process.stderr.write(`[cluster-setup] removing stale test control plane ${path.join(tmp, entry)}\n`);
     await stopCluster(path.join(tmp, entry));
   }
+}
+
+/** Environment for hack/cluster.sh with the given state dir (the dev cluster's when undefined). */
+function clusterScriptEnv(stateDir: string | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.DENV_CLUSTER_DIR;
+  if (stateDir !== undefined) env.DENV_CLUSTER_DIR = stateDir;
+  return env;
+}
+
+async function stopCluster(stateDir: string): Promise<void> {
+  await execa('bash', [CLUSTER_SCRIPT, 'down'], { env: clusterScriptEnv(stateDir), timeout: 60_000, stdin: 'ignore', stderr: ['inherit'] });
 }
 
 function processExists(pid: number): boolean {

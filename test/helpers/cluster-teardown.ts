@@ -5,7 +5,13 @@
  * running for inspection and prints how to reach and stop it.
  */
 import path from 'node:path';
-import { CLUSTER_SCRIPT, ENV_CLUSTER_DIR, stopCluster } from './cluster-script.js';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+// Loaded by Node's own ESM resolver (see cluster-setup.ts): no sibling imports.
+const CLUSTER_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'hack', 'cluster.sh');
+const ENV_CLUSTER_DIR = 'DENV_TEST_CLUSTER_DIR';
+const STOP_TIMEOUT_MS = 60_000;
 
 /** Stops the test control plane, unless asked to keep it. */
 export default async function clusterTeardown(): Promise<void> {
@@ -19,6 +25,11 @@ export default async function clusterTeardown(): Promise<void> {
     );
     return;
   }
-  await stopCluster(dir);
+  await execa('bash', [CLUSTER_SCRIPT, 'down'], {
+    env: { ...process.env, DENV_CLUSTER_DIR: dir },
+    timeout: STOP_TIMEOUT_MS,
+    stdin: 'ignore',
+    stderr: ['inherit'],
+  });
   delete process.env[ENV_CLUSTER_DIR];
 }

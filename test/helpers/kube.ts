@@ -5,9 +5,17 @@
  * test so tests never see each other's objects.
  */
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { execa, type Result } from 'execa';
-import { ENV_KUBECONFIG_PATH, ENV_KUBECTL } from './cluster-script.js';
+
+/** Repository root, found from this file so tests may run from any cwd. */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Set by cluster-setup.ts: kubeconfig of the cluster under test. */
+const ENV_KUBECONFIG_PATH = 'TEST_KUBECONFIG_PATH';
+/** Set by cluster-setup.ts: the kubectl binary to use. */
+const ENV_KUBECTL = 'TEST_KUBECTL';
 
 /** Label on every namespace these helpers create, to find leftovers. */
 export const TEST_NAMESPACE_LABEL = 'disposable.dev/test';
