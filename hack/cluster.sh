@@ -217,6 +217,11 @@ port_in_use() {
   fi
 }
 
+# Who listens on port $1, e.g. 'etcd-v3.6.8-d22a3dc6 (pid 123)', when ss can tell.
+port_holder() {
+  ss -Htlnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1
+}
+
 # ---------------------------------------------------------------- pki
 
 openssl_q() { openssl "$@" 2>>"$LOGS/openssl.log" || die "openssl $1 failed; see $LOGS/openssl.log"; }
@@ -301,6 +306,8 @@ wait_for() {
     sleep 0.5
   done
   printf '[cluster] %s not healthy after %ss at %s: %s\n' "$name" "$READY_TIMEOUT" "$url" "$body" >&2
+  # /readyz?verbose names the checks that fail ("[-]...").
+  curl_tls --cert "$cert" --key "$key" "$url?verbose" 2>/dev/null | grep -F '[-]' >&2 || true
   printf '[cluster] last lines of %s:\n' "$LOGS/$name.log" >&2
   tail -n 30 "$LOGS/$name.log" >&2
   return 1
@@ -359,9 +366,10 @@ install_crds() {
 }
 
 cmd_up() {
-  local t0=$SECONDS etcd_bin apiserver_bin
+  local t0=$SECONDS etcd_bin apiserver_bin holder p
   if is_ours kube-apiserver && is_ours etcd; then
-    log "already running (pids $(pid_of etcd), $(pid_of kube-apiserver))"
+    log "already running (pids $(pid_of etcd), $(pid_of kube-apiserver)); re-applying CRDs"
+    install_crds || die "installing CRDs failed"
     print_usage_hint
     return 0
   fi
@@ -369,7 +377,8 @@ cmd_up() {
   stop_all
   for p in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT"; do
     if port_in_use "$p"; then
-      die "port $HOST:$p is already in use; stop whatever listens there or pick other ports with DENV_ETCD_CLIENT_PORT, DENV_ETCD_PEER_PORT, DENV_APISERVER_PORT"
+      holder="$(port_holder "$p")"
+      die "port $HOST:$p is already in use${holder:+ by $holder}; stop it or pick other ports with DENV_ETCD_CLIENT_PORT, DENV_ETCD_PEER_PORT, DENV_APISERVER_PORT (nothing was started)"
     fi
   done
   command -v openssl >/dev/null 2>&1 || die "openssl is required (apt-get install openssl)"
