@@ -168,15 +168,15 @@ describeVm('cgroup v2 VM harness', () => {
 
 describeVm('runInVm plumbing', () => {
   test(
-    'env, cwd, stderr, extra out files and a failing exit code',
+    'env, cwd, input files, stderr, extra out files and a failing exit code',
     async () => {
       if (!avail.ok) throw new Error(`cgroup v2 VM unavailable under CI: ${avail.why}`);
       const r = await runInVm(
-        'echo "dir=$(pwd) foo=$FOO"; echo oops >&2; echo \'{"a":1}\' > "$DENV_VM_OUT/result.json"; exit 3',
-        { cwd: '/usr', env: { FOO: "it's" }, memoryMiB: 512, cpus: 1, timeoutMs: 240_000 },
+        'echo "dir=$(pwd) foo=$FOO in=$(cat "$DENV_VM_OUT/in.txt")"; echo oops >&2; echo \'{"a":1}\' > "$DENV_VM_OUT/result.json"; exit 3',
+        { cwd: '/usr', env: { FOO: "it's" }, inputs: { 'in.txt': 'hello' }, memoryMiB: 512, cpus: 1, timeoutMs: 240_000 },
       );
       expect(r.exitCode).toBe(3);
-      expect(r.stdout).toBe("dir=/usr foo=it's\n");
+      expect(r.stdout).toBe("dir=/usr foo=it's in=hello\n");
       expect(r.stderr).toBe('oops\n');
       expect(JSON.parse(r.files['result.json']!)).toEqual({ a: 1 });
     },

@@ -22,6 +22,13 @@ export interface VmRunOptions {
   /** Extra environment for the script (exported before it runs). */
   env?: Record<string, string>;
   /**
+   * Files to put into the writable share before boot, by name (no slashes),
+   * readable in the guest as $DENV_VM_OUT/<name>. (The host's /tmp is NOT
+   * visible in the guest: /tmp there is a fresh tmpfs.) Returned in `files`
+   * again unless the script deletes them.
+   */
+  inputs?: Record<string, string | Uint8Array>;
+  /**
    * How long to wait for a free VM slot (see DENV_VM_MAX_PARALLEL) before
    * failing. Not part of timeoutMs. Default 30 min.
    */
@@ -211,6 +218,12 @@ async function runLocked(
     for (const [k, v] of Object.entries(opts.env ?? {})) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`bad env name ${k}`);
       prologue += `export ${k}=${shellQuote(v)}\n`;
+    }
+    for (const [name, content] of Object.entries(opts.inputs ?? {})) {
+      if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.') || RESERVED.has(name)) {
+        throw new Error(`bad input file name ${name}`);
+      }
+      await writeFile(path.join(outDir, name), content);
     }
     if (opts.cwd) prologue += `cd ${shellQuote(opts.cwd)} || exit 125\n`;
     await writeFile(path.join(outDir, 'cmd.sh'), prologue + script + '\n', { mode: 0o644 });
