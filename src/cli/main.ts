@@ -13,6 +13,7 @@ export interface Command {
 
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   validate: () => import('./commands/validate.js'),
+  controller: () => import('./commands/controller.js'),
 };
 
 async function usage(): Promise<string> {

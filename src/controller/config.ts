@@ -1,0 +1,240 @@
+/**
+ * Controller configuration: flags, then `DENV_*` environment variables, then
+ * defaults, validated by one zod schema so every bad value is reported with the
+ * flag's name and what was expected (`--lease-duration: expected a duration like
+ * 15s`) before anything connects to the cluster.
+ */
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+/** The placement strategies the scheduler knows. */
+export const STRATEGIES = ['spread', 'binpack'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+const duration = (example: string): z.ZodType<number, string> =>
+  z.string().transform((s, ctx) => {
+    const ms = parseDuration(s);
+    if (ms === undefined || ms < 0) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like ${example}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const positiveDuration = (example: string): z.ZodType<number, string> =>
+  duration(example).refine((ms) => ms > 0, `must be longer than 0 (e.g. ${example})`);
+
+const int = (min: number, max: number): z.ZodType<number, string> =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, `expected a whole number between ${min} and ${max}`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `expected a whole number between ${min} and ${max}`);
+
+const bool = (): z.ZodType<boolean, string> =>
+  z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }).transform((s) => s === 'true' || s === '1');
+
+const namespace = (): z.ZodString => z.string().max(63).regex(DNS_LABEL, 'expected a namespace name (a DNS label)');
+
+const hostPort = (): z.ZodType<{ host: string; port: number }, string> =>
+  z.string().transform((s, ctx) => {
+    const m = /^(.*):([0-9]{1,5})$/.exec(s);
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: 'expected HOST:PORT like :8080 or 127.0.0.1:8080 (port 0 picks a free one)' });
+      return z.NEVER;
+    }
+    return { host: (m[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+  });
+
+/** One flag: its name, environment variable, default, schema and help line. */
+interface FlagSpec {
+  readonly key: keyof RawConfig;
+  readonly flag: string;
+  readonly def?: string;
+  readonly help: string;
+}
+
+/** Every flag the controller takes, in `--help` order. */
+export const FLAGS: readonly FlagSpec[] = [
+  { key: 'kubeconfig', flag: 'kubeconfig', help: 'kubeconfig file; default: $KUBECONFIG, then in-cluster service account' },
+  { key: 'context', flag: 'context', help: 'kubeconfig context to use' },
+  { key: 'watchNamespace', flag: 'watch-namespace', def: '', help: 'only manage DisposableEnvs in this namespace (default: all)' },
+  { key: 'nodeLeaseNamespace', flag: 'node-lease-namespace', def: 'disposable-env-system', help: 'namespace of the agents\' node Leases (one Lease per node, named after it)' },
+  { key: 'nodeLeaseTimeout', flag: 'node-lease-timeout', def: '40s', help: 'a node whose Lease was not renewed for this long is lost' },
+  { key: 'nodeLostFinalizerGrace', flag: 'node-lost-finalizer-grace', def: '5m', help: 'after a node is lost, wait this long before releasing finalizers of its deleted envs' },
+  { key: 'deadlineSlack', flag: 'deadline-slack', def: '30s', help: 'extra time after timeoutSeconds+gracePeriodSeconds before the controller fails an env itself' },
+  { key: 'schedulingStrategy', flag: 'scheduling-strategy', def: 'spread', help: 'spread (least allocated node) or binpack (most allocated node that fits)' },
+  { key: 'leaderElect', flag: 'leader-elect', def: 'true', help: 'elect a leader through a Lease so only one replica acts' },
+  { key: 'leaderElectionNamespace', flag: 'leader-election-namespace', def: 'disposable-env-system', help: 'namespace of the leader-election Lease' },
+  { key: 'leaderElectionId', flag: 'leader-election-id', def: 'disposable-env-controller', help: 'name of the leader-election Lease' },
+  { key: 'leaseDuration', flag: 'lease-duration', def: '15s', help: 'how long a leader\'s Lease is valid without renewal; failover takes at most this long' },
+  { key: 'renewDeadline', flag: 'renew-deadline', def: '10s', help: 'a leader that cannot renew for this long steps down (and exits)' },
+  { key: 'retryPeriod', flag: 'retry-period', def: '2s', help: 'how often candidates try to acquire and the leader renews' },
+  { key: 'identity', flag: 'identity', help: 'holder identity in the leader Lease (default: hostname_random)' },
+  { key: 'resyncPeriod', flag: 'resync-period', def: '10m', help: 're-enqueue every DisposableEnv this often (0 disables)' },
+  { key: 'workers', flag: 'workers', def: '16', help: 'reconciles running at once (one per key at a time)' },
+  { key: 'httpAddr', flag: 'http-addr', def: ':8080', help: 'address of /healthz, /readyz and /metrics' },
+  { key: 'logLevel', flag: 'log-level', def: 'info', help: 'error, warn, info or debug' },
+  { key: 'shutdownTimeout', flag: 'shutdown-timeout', def: '30s', help: 'on SIGTERM, how long in-flight reconciles may take to finish' },
+  { key: 'apiMaxInFlight', flag: 'kube-api-max-inflight', def: '64', help: 'concurrent requests to the API server (connections in the keep-alive pool)' },
+  { key: 'eventQueueSize', flag: 'event-queue-size', def: '1000', help: 'Events waiting to be written; beyond it new Events are dropped (and counted)' },
+];
+
+/** Every field as a string (or absent): what flags and the environment give. */
+type RawConfig = {
+  kubeconfig?: string;
+  context?: string;
+  watchNamespace?: string;
+  nodeLeaseNamespace?: string;
+  nodeLeaseTimeout?: string;
+  nodeLostFinalizerGrace?: string;
+  deadlineSlack?: string;
+  schedulingStrategy?: string;
+  leaderElect?: string;
+  leaderElectionNamespace?: string;
+  leaderElectionId?: string;
+  leaseDuration?: string;
+  renewDeadline?: string;
+  retryPeriod?: string;
+  identity?: string;
+  resyncPeriod?: string;
+  workers?: string;
+  httpAddr?: string;
+  logLevel?: string;
+  shutdownTimeout?: string;
+  apiMaxInFlight?: string;
+  eventQueueSize?: string;
+};
+
+const ConfigSchema = z
+  .strictObject({
+    kubeconfig: z.string().min(1, 'must not be empty').optional(),
+    context: z.string().min(1, 'must not be empty').optional(),
+    watchNamespace: z.union([z.literal(''), namespace()]),
+    nodeLeaseNamespace: namespace(),
+    nodeLeaseTimeout: positiveDuration('40s'),
+    nodeLostFinalizerGrace: duration('5m'),
+    deadlineSlack: duration('30s'),
+    schedulingStrategy: z.enum(STRATEGIES, { error: `expected one of ${STRATEGIES.join(', ')}` }),
+    leaderElect: bool(),
+    leaderElectionNamespace: namespace(),
+    leaderElectionId: z.string().max(253).regex(DNS_SUBDOMAIN, 'expected a Lease name (a DNS subdomain)'),
+    leaseDuration: positiveDuration('15s'),
+    renewDeadline: positiveDuration('10s'),
+    retryPeriod: positiveDuration('2s'),
+    identity: z.string().min(1).max(256).optional(),
+    resyncPeriod: duration('10m'),
+    workers: int(1, 256),
+    httpAddr: hostPort(),
+    logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: 'expected error, warn, info or debug' }),
+    shutdownTimeout: duration('30s'),
+    apiMaxInFlight: int(1, 1024),
+    eventQueueSize: int(0, 100_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.renewDeadline >= c.leaseDuration) {
+      ctx.addIssue({ code: 'custom', path: ['renewDeadline'], message: 'must be shorter than --lease-duration' });
+    }
+    if (c.retryPeriod >= c.renewDeadline) {
+      ctx.addIssue({ code: 'custom', path: ['retryPeriod'], message: 'must be shorter than --renew-deadline' });
+    }
+  });
+
+/** The validated configuration; durations are milliseconds. */
+export type ControllerConfig = Omit<z.infer<typeof ConfigSchema>, 'identity'> & { identity: string };
+
+/** A configuration error: one line per bad flag, each naming it. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+/** `lease-duration` → `DENV_LEASE_DURATION`. */
+export function envVarOf(flag: string): string {
+  return `DENV_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Splits argv into `--flag=value` / `--flag value` pairs; `--help` is returned separately. */
+function readArgv(argv: readonly string[]): { values: Map<string, string>; help: boolean; problems: string[] } {
+  const known = new Map(FLAGS.map((f) => [f.flag, f]));
+  const values = new Map<string, string>();
+  const problems: string[] = [];
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--help' || arg === '-h') {
+      help = true;
+      continue;
+    }
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    if (!m) {
+      problems.push(`${arg}: unexpected argument (flags look like --name=value)`);
+      continue;
+    }
+    let name = m[1] ?? '';
+    let value = m[2];
+    if (value === undefined && name.startsWith('no-') && known.has(name.slice(3))) {
+      name = name.slice(3);
+      value = 'false';
+    }
+    if (!known.has(name)) {
+      problems.push(`--${name}: unknown flag (see --help)`);
+      continue;
+    }
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (name === 'leader-elect' && (next === undefined || next.startsWith('--'))) value = 'true';
+      else if (next === undefined) {
+        problems.push(`--${name}: missing value`);
+        continue;
+      } else {
+        value = next;
+        i++;
+      }
+    }
+    values.set(name, value);
+  }
+  return { values, help, problems };
+}
+
+/** Help text listing every flag, its environment variable and default. */
+export function helpText(): string {
+  const lines = ['usage: denv controller [flags]', '', 'Every flag can also be set through the environment variable shown.', ''];
+  for (const f of FLAGS) {
+    lines.push(`  --${f.flag}${f.def !== undefined && f.def !== '' ? ` (default ${f.def})` : ''}`);
+    lines.push(`      ${f.help} [${envVarOf(f.flag)}]`);
+  }
+  return lines.join('\n');
+}
+
+/** Parse flags and environment into a validated configuration; throws ConfigError naming each bad flag. */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerConfig | 'help' {
+  const { values, help, problems } = readArgv(argv);
+  if (help) return 'help';
+  const raw: Record<string, string> = {};
+  for (const f of FLAGS) {
+    const fromEnv = env[envVarOf(f.flag)] ?? (f.key === 'kubeconfig' ? env.KUBECONFIG : undefined);
+    const v = values.get(f.flag) ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined) ?? f.def;
+    if (v !== undefined) raw[f.key] = v;
+  }
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? '');
+      const spec = FLAGS.find((f) => f.key === key);
+      const source = spec && !values.has(spec.flag) && env[envVarOf(spec.flag)] ? ` (from ${envVarOf(spec.flag)})` : '';
+      problems.push(`--${spec?.flag ?? key}${source}: ${issue.message}`);
+    }
+  }
+  if (problems.length || !parsed.success) throw new ConfigError(problems);
+  const c = parsed.data;
+  return { ...c, identity: c.identity ?? `${os.hostname()}_${randomBytes(4).toString('hex')}` };
+}
