@@ -46,6 +46,8 @@ LOGS="$STATE_DIR/logs"
 RUN="$STATE_DIR/run"
 KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
 
+# Seconds since $1 (an $EPOCHREALTIME value), to one decimal.
+elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 
@@ -366,7 +368,7 @@ install_crds() {
 }
 
 cmd_up() {
-  local t0=$SECONDS etcd_bin apiserver_bin holder p
+  local t0 etcd_bin apiserver_bin holder p
   if is_ours kube-apiserver && is_ours etcd; then
     log "already running (pids $(pid_of etcd), $(pid_of kube-apiserver)); re-applying CRDs"
     install_crds || die "installing CRDs failed"
@@ -394,7 +396,7 @@ cmd_up() {
   trap 'exit 130' INT TERM
 
   make_pki
-  t0=$SECONDS
+  t0=$EPOCHREALTIME
   mkdir -p "$STATE_DIR/etcd"
   chmod 700 "$STATE_DIR/etcd"
   log "starting etcd on $HOST:$ETCD_CLIENT_PORT"
@@ -442,7 +444,7 @@ cmd_up() {
   write_kubeconfig
   wait_for kube-apiserver "https://$HOST:$APISERVER_PORT/readyz" "$PKI/admin.crt" "$PKI/admin.key" ||
     die "kube-apiserver did not become ready"
-  log "ready in $((SECONDS - t0))s (etcd pid $(pid_of etcd), kube-apiserver pid $(pid_of kube-apiserver))"
+  log "ready in $(elapsed_since "$t0")s from starting etcd to /readyz ok (etcd pid $(pid_of etcd), kube-apiserver pid $(pid_of kube-apiserver))"
   install_crds || die "installing CRDs failed"
   trap - EXIT INT TERM
   print_usage_hint
