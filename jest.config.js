@@ -15,6 +15,14 @@ const common = {
 export default {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'cluster',
+      testMatch: ['<rootDir>/test/cluster/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/helpers/cluster-setup.ts',
+      globalTeardown: '<rootDir>/test/helpers/cluster-teardown.ts',
+      testTimeout: 60000,
+    },
     { ...common, displayName: 'vm', testMatch: ['<rootDir>/test/vm/**/*.test.ts'] },
   ],
 };
