@@ -11,6 +11,7 @@
 #   hack/cluster.sh status           show whether it runs and where
 #   hack/cluster.sh env              print the `export KUBECONFIG=...` line
 #   hack/cluster.sh bin NAME         print the cached path of NAME (building it if missing)
+#   hack/cluster.sh kubectl|helm ARGS  run the cached kubectl/helm against this cluster
 #
 # Environment (defaults in brackets):
 #   DENV_CACHE_DIR            [$HOME/.cache/disposable-env]  binaries go to $DENV_CACHE_DIR/bin
@@ -163,7 +164,7 @@ cmd_build() {
 
 # ---------------------------------------------------------------- processes
 
-pid_of() { [[ -f "$RUN/$1.pid" ]] && cat "$RUN/$1.pid" || true; }
+pid_of() { if [[ -f "$RUN/$1.pid" ]]; then cat "$RUN/$1.pid"; fi; }
 
 # True if the pidfile's process is alive and is the binary we started with
 # this state dir (guards against a recycled PID).
@@ -488,7 +489,12 @@ main() {
       binary_path "$1"
       echo
       ;;
-    *) die "usage: $0 {build [NAME...]|up|down|status|env|bin NAME}" ;;
+    kubectl | helm)
+      # Run the cached kubectl/helm against this cluster: hack/cluster.sh kubectl get denv -A
+      cmd_build "$cmd" >&2
+      exec "$(binary_path "$cmd")" --kubeconfig "$KUBECONFIG_PATH" "$@"
+      ;;
+    *) die "usage: $0 {build [NAME...]|up|down|status|env|bin NAME|kubectl ARGS...|helm ARGS...}" ;;
   esac
 }
 
