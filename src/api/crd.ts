@@ -46,7 +46,7 @@ const MUTABLE_AFTER_BINDING = ['stop', 'lifecycle'] as const;
 export const IMMUTABLE_AFTER_BINDING_RULE = [
   '!has(oldSelf.status) || !has(oldSelf.status.nodeName) || (',
   [
-    "self.spec['class'] == oldSelf.spec['class']",
+    'self.spec.class == oldSelf.spec.class',
     'self.spec.workload == oldSelf.spec.workload',
     'self.spec.isolation == oldSelf.spec.isolation',
     'self.spec.resources == oldSelf.spec.resources',
@@ -125,7 +125,7 @@ export function nodeCrd(): JsonObject {
       apiVersion: { type: 'string', description: 'APIVersion of this object.' },
       kind: { type: 'string', description: 'Kind of this object.' },
       metadata: { type: 'object' },
-      spec: { ...schemaOf(NodeSpecSchema), default: {} },
+      spec: { ...schemaOf(NodeSpecSchema), default: NodeSpecSchema.parse({}) as Json },
       status: schemaOf(NodeStatusSchema),
     },
   };

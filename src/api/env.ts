@@ -39,6 +39,15 @@ export const absolutePath = (): z.ZodString =>
     .refine((p) => !p.split('/').some((seg) => seg === '..' || seg === '.'), "must not contain '.' or '..' segments")
     .refine((p) => !/[\0\n\r]/.test(p), 'must not contain NUL or newline characters');
 
+/**
+ * An object field that defaults to itself with every nested default filled in.
+ * The CRD must carry the filled-in value: the API server checks CEL rules against
+ * a default as written, without applying nested defaults first.
+ */
+function filled<T extends z.ZodType>(schema: T): z.ZodDefault<T> {
+  return schema.default(() => schema.parse({}) as z.util.NoUndefined<z.core.output<T>>);
+}
+
 /** A Kubernetes quantity (int-or-string) that must be non-negative. */
 const quantity = (description: string): z.ZodType<string | number> =>
   z
@@ -168,7 +177,7 @@ export const IsolationSchema = z
       .default([...NAMESPACE_KINDS])
       .describe('Linux namespaces the env gets: a subset of pid, net, mount, uts, ipc, user, cgroup. Default all seven.')
       .meta({ 'x-kubernetes-list-type': 'set' }),
-    userNamespace: UserNamespaceSchema.prefault({}),
+    userNamespace: filled(UserNamespaceSchema),
   })
   .meta({
     description: 'Namespace isolation.',
@@ -203,7 +212,7 @@ export const LifecycleSchema = z
     gracePeriodSeconds: z.int().min(0).max(3600).default(30).describe('Time between SIGTERM and killing the whole cgroup. Must not exceed timeoutSeconds.'),
     ttlSecondsAfterFinished: z.int().min(0).max(2592000).default(300).describe('How long the finished DisposableEnv (status, log tail) is kept before it is deleted.'),
     idleTimeoutSeconds: z.int().min(10).max(604800).describe('Reclaim (reason IdleTimeout) when the kernel sees no CPU, I/O or network activity for this long.').optional(),
-    reclaim: ReclaimSchema.prefault({}),
+    reclaim: filled(ReclaimSchema),
   })
   .meta({
     description: 'Bounded lifetime.',
@@ -213,20 +222,21 @@ export const LifecycleSchema = z
     ],
   });
 
+export const CapabilitiesSchema = z
+  .strictObject({
+    add: z.array(z.enum(CAPABILITIES)).max(41).default([]).describe('Capabilities added to the default set.').meta({ 'x-kubernetes-list-type': 'set' }),
+    drop: z
+      .array(z.enum([...CAPABILITIES, 'ALL']))
+      .max(42)
+      .default([])
+      .describe(`Capabilities removed; ALL removes every one. Default set: ${DEFAULT_CAPABILITIES.join(', ')}.`)
+      .meta({ 'x-kubernetes-list-type': 'set' }),
+  })
+  .meta({ description: 'Capability bounding set changes.' });
+
 export const SecuritySchema = z
   .strictObject({
-    capabilities: z
-      .strictObject({
-        add: z.array(z.enum(CAPABILITIES)).max(41).default([]).describe('Capabilities added to the default set.').meta({ 'x-kubernetes-list-type': 'set' }),
-        drop: z
-          .array(z.enum([...CAPABILITIES, 'ALL']))
-          .max(42)
-          .default([])
-          .describe(`Capabilities removed; ALL removes every one. Default set: ${DEFAULT_CAPABILITIES.join(', ')}.`)
-          .meta({ 'x-kubernetes-list-type': 'set' }),
-      })
-      .prefault({})
-      .meta({ description: 'Capability bounding set changes.' }),
+    capabilities: filled(CapabilitiesSchema),
     noNewPrivileges: z.boolean().default(true).describe('Set no_new_privs: setuid binaries cannot gain privileges.'),
     seccompProfile: z.enum(['Default', 'Unconfined']).default('Default').describe("Default blocks dangerous syscalls (module loading, kexec, reboot, bpf, keyctl, mount family…) with EPERM."),
     appArmorProfile: z.string().max(256).regex(APPARMOR_NAME, 'must be an AppArmor profile name').describe('AppArmor profile to apply, if the node has AppArmor.').optional(),
@@ -243,10 +253,10 @@ export const EnvSpecObject = z
       .optional(),
     workload: WorkloadSchema,
     rootfs: RootfsSchema.optional(),
-    isolation: IsolationSchema.prefault({}),
-    resources: ResourcesSchema.prefault({}),
-    lifecycle: LifecycleSchema.prefault({}),
-    security: SecuritySchema.prefault({}),
+    isolation: filled(IsolationSchema),
+    resources: filled(ResourcesSchema),
+    lifecycle: filled(LifecycleSchema),
+    security: filled(SecuritySchema),
     stop: z.boolean().default(false).describe('Set to true to stop the env now (reason Stopped); the resource stays until its TTL.'),
   })
   .meta({ description: 'Desired disposable environment.' });
