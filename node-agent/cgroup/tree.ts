@@ -1,0 +1,119 @@
+/**
+ * Creating and removing `<root>/<class>/denv-<id>` in one or more hierarchies,
+ * level by level, shared by both drivers. Every level is journaled before it is
+ * made; the leaf must not exist yet (an existing leaf is someone else's or a
+ * leftover, never adopted silently); parents are shared between envs and are
+ * removed only when empty.
+ */
+import path from 'node:path';
+import { CgroupError, mkdirCgroup, removeCgroupDir, removeIfUnused, exists } from './fs.js';
+import type { CreateHooks } from './types.js';
+
+/** Per-level directories for `relPath` in each hierarchy root: result[level][hierarchy]. */
+export function levels(hierarchyRoots: readonly string[], relPath: string): string[][] {
+  const segs = relPath.split('/');
+  return segs.map((_s, i) => hierarchyRoots.map((root) => path.join(root, ...segs.slice(0, i + 1))));
+}
+
+/** Per-hierarchy chains for `relPath`: result[hierarchy] = [top, …, leaf]. */
+export function chains(hierarchyRoots: readonly string[], relPath: string): string[][] {
+  const segs = relPath.split('/');
+  return hierarchyRoots.map((root) => segs.map((_s, i) => path.join(root, ...segs.slice(0, i + 1))));
+}
+
+/**
+ * Make every level of `relPath` in every hierarchy. `afterLevel` runs once a
+ * level exists everywhere (enable controllers, copy cpusets). Returns the
+ * directories this call made, top-down. If anything fails, what was made is
+ * removed again and the error is rethrown.
+ */
+export async function makeTree(
+  hierarchyRoots: readonly string[],
+  relPath: string,
+  hooks: CreateHooks,
+  afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
+): Promise<string[]> {
+  // A concurrent teardown may remove an empty shared parent between two of our
+  // mkdirs (ENOENT): start again from the top, a bounded number of times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await makeTreeOnce(hierarchyRoots, relPath, hooks, afterLevel);
+    } catch (err) {
+      if (!(err instanceof CgroupError) || err.code !== 'ENOENT' || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function makeTreeOnce(
+  hierarchyRoots: readonly string[],
+  relPath: string,
+  hooks: CreateHooks,
+  afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
+): Promise<string[]> {
+  const made: string[] = [];
+  try {
+    const lv = levels(hierarchyRoots, relPath);
+    for (let i = 0; i < lv.length; i++) {
+      const dirs = lv[i] ?? [];
+      const isLeaf = i === lv.length - 1;
+      await hooks.intend(dirs);
+      const results: { dir: string; made: boolean }[] = [];
+      for (const dir of dirs) {
+        const m = await mkdirCgroup(dir);
+        if (m) made.push(dir);
+        results.push({ dir, made: m });
+        if (isLeaf && !m) throw new CgroupError(`cgroup: ${dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
+      }
+      await hooks.created(results);
+      await afterLevel(results, isLeaf);
+    }
+    return made;
+  } catch (err) {
+    await unmake(made);
+    throw err;
+  }
+}
+
+/** Remove directories this process made, deepest first; best effort (used on rollback). */
+async function unmake(made: readonly string[]): Promise<void> {
+  for (const dir of [...made].reverse()) {
+    try {
+      await removeCgroupDir(dir, { budgetMs: 2000 });
+    } catch {
+      // reported by the caller's teardown, which re-checks every journaled directory
+    }
+  }
+}
+
+/**
+ * Remove the leaf of `relPath` in every hierarchy (children first, EBUSY
+ * retried within the budget), then each parent level that is now empty.
+ * Returns the directories that are verified gone.
+ */
+export async function removeTreeEverywhere(
+  hierarchyRoots: readonly string[],
+  relPath: string,
+  opts: { budgetMs?: number; removeParents?: boolean } = {},
+): Promise<{ removed: string[] }> {
+  const removed: string[] = [];
+  const errors: string[] = [];
+  const lv = levels(hierarchyRoots, relPath);
+  const leaves = lv[lv.length - 1] ?? [];
+  for (const dir of leaves) {
+    try {
+      await removeCgroupDir(dir, { budgetMs: opts.budgetMs ?? 5000 });
+      if (!(await exists(dir))) removed.push(dir);
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+  }
+  if (opts.removeParents !== false) {
+    for (let i = lv.length - 2; i >= 0; i--) {
+      for (const dir of lv[i] ?? []) {
+        if (await removeIfUnused(dir)) removed.push(dir);
+      }
+    }
+  }
+  if (errors.length) throw new CgroupError(errors.join('; '), 'EBUSY');
+  return { removed };
+}

@@ -1,0 +1,214 @@
+/**
+ * Launching and driving the workload through conmon and runc. conmon runs
+ * `runc create`, reports the container pid on a sync pipe, then stays behind as
+ * the container's monitor: it writes the log (CRI format, size-capped) and the
+ * exit code file even if the runtime that started it dies. The caller then
+ * `runc start`s. Everything runs against the project's runc root.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { ExecError, run } from './exec.js';
+
+/** What conmon needs for one container. */
+export interface ConmonLaunch {
+  readonly conmon: string;
+  readonly runc: string;
+  readonly runcRoot: string;
+  readonly containerId: string;
+  readonly name: string;
+  readonly bundle: string;
+  readonly logPath: string;
+  readonly logSizeMax: number;
+  readonly exitDir: string;
+  readonly conmonPidFile: string;
+  readonly containerPidFile: string;
+  readonly socketDir: string;
+  /** conmon's own output (its errors), a file in the env dir. */
+  readonly conmonLog: string;
+  /** conmon kills the container after this many seconds: a backstop if every supervisor is gone. */
+  readonly backstopSeconds: number;
+  readonly timeoutMs?: number;
+}
+
+/** conmon's argv for `launch`. */
+export function conmonArgs(l: ConmonLaunch): string[] {
+  return [
+    '--api-version', '1',
+    '-c', l.containerId,
+    '-u', l.containerId,
+    '-n', l.name,
+    '-r', l.runc,
+    '-b', l.bundle,
+    '-p', l.containerPidFile,
+    '-P', l.conmonPidFile,
+    '--exit-dir', l.exitDir,
+    '-l', `k8s-file:${l.logPath}`,
+    '--log-size-max', String(l.logSizeMax),
+    '--socket-dir-path', l.socketDir,
+    '--runtime-arg', '--root',
+    '--runtime-arg', l.runcRoot,
+    '-T', String(l.backstopSeconds),
+  ];
+}
+
+/** conmon could not create the container; `message` carries runc's error. */
+export class LaunchError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LaunchError';
+  }
+}
+
+/**
+ * Start conmon (which daemonises) and wait for `runc create` to finish. Uses
+ * child_process.spawn rather than execa only because the sync pipe must be fd 3;
+ * it is still an argv array with a timeout. Resolves with both pids.
+ */
+export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number; containerPid: number }> {
+  const timeoutMs = l.timeoutMs ?? 30_000;
+  const logFd = openSync(l.conmonLog, 'a', 0o600);
+  let message: string;
+  try {
+    message = await new Promise<string>((resolve, reject) => {
+      const child = spawn(l.conmon, conmonArgs(l), {
+        stdio: ['ignore', logFd, logFd, 'pipe'],
+        env: { ...process.env, _OCI_SYNCPIPE: '3' },
+        detached: true, // its own session: a Ctrl-C of the CLI must not reach the monitor
+      });
+      const pipe = child.stdio[3] as NodeJS.ReadableStream | null;
+      let buf = '';
+      const timer = setTimeout(() => {
+        reject(new LaunchError(`conmon: no answer on the sync pipe within ${timeoutMs} ms`));
+        pipe?.removeAllListeners();
+      }, timeoutMs);
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        reject(new LaunchError(`conmon: cannot start ${l.conmon}: ${err.message}`, { cause: err }));
+      });
+      pipe?.on('data', (chunk: Buffer) => {
+        buf += chunk.toString('utf8');
+        if (buf.includes('\n')) {
+          clearTimeout(timer);
+          (pipe as NodeJS.ReadableStream & { destroy(): void }).destroy();
+          resolve(buf.split('\n')[0] ?? '');
+        }
+      });
+      pipe?.on('end', () => {
+        clearTimeout(timer);
+        resolve(buf);
+      });
+      child.unref();
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  let parsed: { data?: number; message?: string };
+  try {
+    parsed = JSON.parse(message) as { data?: number; message?: string };
+  } catch {
+    const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
+    throw new LaunchError(`conmon: runc create failed: ${lastLines(log, 5) || 'no message on the sync pipe'}`);
+  }
+  if (typeof parsed.data !== 'number' || parsed.data <= 0) {
+    const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
+    throw new LaunchError(`runc create failed: ${parsed.message ?? ''} ${lastLines(log, 5)}`.trim());
+  }
+  const conmonPid = await readPidFile(l.conmonPidFile);
+  return { conmonPid, containerPid: parsed.data };
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join(' | ');
+}
+
+/** Read a pid file written by conmon or runc. */
+export async function readPidFile(file: string): Promise<number> {
+  const text = (await readFile(file, 'utf8')).trim();
+  const pid = Number.parseInt(text, 10);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`pid file ${file} holds ${JSON.stringify(text)}`);
+  return pid;
+}
+
+/** `runc start`: the workload's first instruction runs after this (it is already in its cgroup). */
+export async function runcStart(runc: string, root: string, id: string): Promise<void> {
+  await run(runc, ['--root', root, 'start', id], { timeoutMs: 30_000 });
+}
+
+/** `runc kill <id> <signal>`; a container that is no longer running is not an error. */
+export async function runcKill(runc: string, root: string, id: string, signal: string): Promise<void> {
+  const r = await run(runc, ['--root', root, 'kill', id, signal], { timeoutMs: 10_000, allowFailure: true });
+  if (r.exitCode !== 0 && !/not running|does not exist|process already finished|no such process/i.test(r.stderr)) {
+    throw new ExecError([runc, 'kill', id, signal], r.exitCode, r.stderr, `runc kill ${id} ${signal}: ${r.stderr.trim()}`);
+  }
+}
+
+/** `runc state` status (`created`, `running`, `stopped`), or undefined when runc does not know the container. */
+export async function runcStatus(runc: string, root: string, id: string): Promise<string | undefined> {
+  const r = await run(runc, ['--root', root, 'state', id], { timeoutMs: 10_000, allowFailure: true });
+  if (r.exitCode !== 0) return undefined;
+  try {
+    return (JSON.parse(r.stdout) as { status?: string }).status;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `runc delete --force`, then prove runc no longer knows the container. */
+export async function runcDelete(runc: string, root: string, id: string): Promise<void> {
+  const r = await run(runc, ['--root', root, 'delete', '--force', id], { timeoutMs: 30_000, allowFailure: true });
+  if ((await runcStatus(runc, root, id)) !== undefined) {
+    throw new Error(`runc: container ${id} still exists after delete (exit ${r.exitCode}: ${r.stderr.trim()})`);
+  }
+}
+
+/** The exit code conmon recorded (128+signal for a signal), or undefined while the workload runs. */
+export async function readExitCode(exitFile: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = (await readFile(exitFile, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+  if (!text) return undefined; // conmon creates then writes; try again next tick
+  const n = Number.parseInt(text, 10);
+  return Number.isInteger(n) ? n : undefined;
+}
+
+/** One line of a CRI log: `<time> <stream> <P|F> <message>`. */
+export interface LogLine {
+  readonly time: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly message: string;
+}
+
+/** Parse a CRI-format log; partial (`P`) records are joined with their continuation. */
+export function parseCriLog(text: string): LogLine[] {
+  const out: LogLine[] = [];
+  let pending: { time: string; stream: 'stdout' | 'stderr'; parts: string[] } | undefined;
+  for (const raw of text.split('\n')) {
+    const m = /^(\S+) (stdout|stderr) ([PF]) ?(.*)$/.exec(raw);
+    if (!m) continue;
+    const [, time = '', stream, tag, msg = ''] = m;
+    const s = stream as 'stdout' | 'stderr';
+    if (!pending || pending.stream !== s) {
+      if (pending) out.push({ time: pending.time, stream: pending.stream, message: pending.parts.join('') });
+      pending = { time, stream: s, parts: [] };
+    }
+    pending.parts.push(msg);
+    if (tag === 'F') {
+      out.push({ time: pending.time, stream: pending.stream, message: pending.parts.join('') });
+      pending = undefined;
+    }
+  }
+  if (pending) out.push({ time: pending.time, stream: pending.stream, message: pending.parts.join('') });
+  return out;
+}
+
+/** The last `maxLines` lines of a CRI log, at most `maxBytes` characters (the API's logTail). */
+export function logTail(text: string, maxLines = 50, maxBytes = 16384): string {
+  const lines = parseCriLog(text).map((l) => l.message);
+  let tail = lines.slice(-maxLines).join('\n');
+  if (tail.length > maxBytes) tail = tail.slice(tail.length - maxBytes);
+  return tail;
+}

@@ -1,0 +1,364 @@
+/**
+ * Write-ahead journal of every env on this host (DESIGN "On the node").
+ *
+ * Each host resource (cgroup directory, netns, mount, runc container, conmon
+ * process, uid range, …) is recorded as `intended` *before* it is created, then
+ * `created`, then `removed`. A runtime that restarts — or the GC pass — reads the
+ * journals and knows exactly what may exist on the host for every env, including
+ * half-made ones whose creator died between two steps.
+ *
+ * On disk: `<state-dir>/envs/<id>/journal.json`, one JSON document per env
+ * (format {@link EnvRecord}, `version: 1`), replaced atomically on every change:
+ * write a temp file in the same directory, fsync it, rename over the old one,
+ * fsync the directory. A reader therefore sees either the old or the new record,
+ * never a torn one. A directory under `envs/` without a readable journal is
+ * reported by {@link Journal.list} as `incomplete`, never silently skipped.
+ *
+ * Concurrency: one writer per env at a time (its supervisor, or whoever took
+ * over after the supervisor died). Writes from this process are serialised per
+ * env; other processes talk to the writer through separate request files
+ * (e.g. the stop request), never by writing the journal.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { EnvSpec, Usage } from '../src/api/env.js';
+import type { Phase, Reason } from '../src/api/constants.js';
+import { assertEnvId, envPaths, isEnvId } from './names.js';
+
+/** Journal format version; bump on incompatible changes (readers refuse newer versions). */
+export const JOURNAL_VERSION = 1;
+
+/** The kinds of host objects an env can own. */
+export type ResourceKind =
+  | 'idRange' // a uid/gid range reservation file (hostId: the reservation file path)
+  | 'cgroup' // one cgroup directory in one hierarchy (hostId: absolute directory)
+  | 'netns' // a named network namespace (hostId: /run/netns/<name>)
+  | 'mountAnchor' // the state dir's private, unbindable self-bind that holds rootfs mounts
+  | 'mount' // a mount point the env owns (hostId: absolute mount point)
+  | 'bundle' // the OCI bundle directory
+  | 'container' // a runc container (hostId: container id; detail.root: runc --root)
+  | 'conmon'; // the conmon monitor process (hostId: pid as string)
+
+/** Lifecycle of one resource in the journal. */
+export type ResourceState = 'intended' | 'created' | 'removed';
+
+/** One host resource of an env. `kind` + `hostId` identify it. */
+export interface ResourceEntry {
+  readonly kind: ResourceKind;
+  readonly hostId: string;
+  state: ResourceState;
+  /** False when the object already existed (e.g. a shared cgroup parent): created by someone else. */
+  madeByUs?: boolean;
+  intendedAt: string;
+  createdAt?: string;
+  removedAt?: string;
+  detail?: Record<string, string | number | boolean>;
+}
+
+/** Names one resource in calls to the journal. */
+export interface ResourceRef {
+  readonly kind: ResourceKind;
+  readonly hostId: string;
+  readonly madeByUs?: boolean;
+  readonly detail?: ResourceEntry['detail'];
+}
+
+/** Who asked for this env. */
+export type EnvSource = { readonly kind: 'cli' } | { readonly kind: 'kubernetes'; readonly namespace: string; readonly name: string; readonly uid: string };
+
+/** A leak that teardown could not remove (e.g. a process stuck in D state). */
+export interface LeakReport {
+  readonly what: string;
+  readonly pids?: number[];
+  readonly detail: string;
+}
+
+/** Everything the node knows about one env; the journal file's content. */
+export interface EnvRecord {
+  version: number;
+  id: string;
+  name: string;
+  class: string;
+  source: EnvSource;
+  spec: EnvSpec;
+  /** Absolute state dir this record lives in. */
+  stateDir: string;
+  /** cgroup path relative to each hierarchy root, e.g. `disposable.slice/ci-jobs/denv-<id>`. */
+  cgroupPath: string;
+  cgroupMode: string;
+  netns?: string;
+  phase: Phase;
+  reason?: Reason;
+  message?: string;
+  createdAt: string;
+  startTime?: string;
+  finishTime?: string;
+  /** Absolute deadlines (RFC 3339), so a restarted supervisor enforces the same ones. */
+  deadlines: { timeoutAt?: string; killAt?: string };
+  /** Processes that matter for adoption: conmon keeps the workload alive on its own. */
+  pids: { conmon?: number; container?: number; supervisor?: number; attachedTo?: number };
+  idRange?: { start: number; size: number };
+  /** Runtime settings needed to tear the env down with the same tools that built it. */
+  runtime: { runc: string; conmon: string; init: string; runcRoot: string };
+  resources: ResourceEntry[];
+  exitCode?: number;
+  usage?: Usage;
+  logTail?: string;
+  leaks?: LeakReport[];
+  /** Milliseconds spent in each create/teardown step (createToRunning, teardown, cgroup, netns, …). */
+  timings?: Record<string, number>;
+  /** Increments on every write: lets a reader notice it raced a writer. */
+  seq: number;
+  updatedAt: string;
+}
+
+/** The fields a caller supplies to start a record; the journal fills in the rest. */
+export type NewEnvRecord = Omit<EnvRecord, 'version' | 'resources' | 'seq' | 'updatedAt' | 'createdAt' | 'stateDir'> & { createdAt?: string };
+
+/** A journal that exists but cannot be read or parsed. */
+export class JournalCorruptError extends Error {
+  constructor(
+    readonly file: string,
+    cause: unknown,
+  ) {
+    super(`journal ${file} is unreadable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'JournalCorruptError';
+  }
+}
+
+/** What {@link Journal.list} found under `envs/`. */
+export interface JournalListing {
+  readonly records: EnvRecord[];
+  /** Directories whose journal is missing (crash between mkdir and first write) or unreadable. */
+  readonly incomplete: { id: string; dir: string; error: string }[];
+}
+
+/** Resources of a record that may still exist on the host (intended or created, not removed). */
+export function outstanding(record: EnvRecord): ResourceEntry[] {
+  return record.resources.filter((r) => r.state !== 'removed');
+}
+
+/** True when a record's phase is final (the workload is gone and teardown ran). */
+export function isFinished(record: EnvRecord): boolean {
+  return record.phase === 'Succeeded' || record.phase === 'Failed';
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+/** Write `data` to `file` atomically: temp file, fsync, rename, fsync the directory. */
+export async function atomicWrite(file: string, data: string): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+function parseRecord(file: string, text: string): EnvRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new JournalCorruptError(file, err);
+  }
+  const r = value as Partial<EnvRecord>;
+  if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !Array.isArray(r.resources) || typeof r.version !== 'number') {
+    throw new JournalCorruptError(file, new Error('not an env record'));
+  }
+  if (r.version > JOURNAL_VERSION) throw new JournalCorruptError(file, new Error(`version ${r.version} is newer than this runtime (${JOURNAL_VERSION})`));
+  return value as EnvRecord;
+}
+
+/**
+ * The journal of one state directory. All methods that change a record are
+ * read-modify-write under a per-env lock held in this process.
+ */
+export class Journal {
+  readonly stateDir: string;
+  readonly envsDir: string;
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(stateDir: string) {
+    this.stateDir = path.resolve(stateDir);
+    this.envsDir = path.join(this.stateDir, 'envs');
+  }
+
+  /** Journal file of env `id`. */
+  file(id: string): string {
+    return envPaths(this.stateDir, id).journal;
+  }
+
+  /**
+   * Start the record of a new env: creates `envs/<id>/` (failing if it exists,
+   * so two runs can never share an id) and writes the first journal. This is
+   * the first thing written for an env, before any host resource exists.
+   */
+  async begin(init: NewEnvRecord): Promise<EnvRecord> {
+    const id = assertEnvId(init.id);
+    await mkdir(this.envsDir, { recursive: true, mode: 0o711 });
+    await mkdir(envPaths(this.stateDir, id).dir, { mode: 0o711 }); // EEXIST: id collision, refuse. o+x: runc resolves the rootfs as the env's mapped root
+    const t = now();
+    const record: EnvRecord = {
+      ...init,
+      createdAt: init.createdAt ?? t,
+      version: JOURNAL_VERSION,
+      stateDir: this.stateDir,
+      resources: [],
+      seq: 1,
+      updatedAt: t,
+    };
+    await atomicWrite(this.file(id), JSON.stringify(record, null, 2));
+    return record;
+  }
+
+  /** Read one record; undefined when the env has no journal; JournalCorruptError when unreadable. */
+  async read(id: string): Promise<EnvRecord | undefined> {
+    const file = this.file(id);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new JournalCorruptError(file, err);
+    }
+    return parseRecord(file, text);
+  }
+
+  /** Every record in the state dir, plus directories without a readable journal. */
+  async list(): Promise<JournalListing> {
+    let names: string[];
+    try {
+      names = await readdir(this.envsDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], incomplete: [] };
+      throw err;
+    }
+    const records: EnvRecord[] = [];
+    const incomplete: JournalListing['incomplete'] = [];
+    for (const id of names.sort()) {
+      if (!isEnvId(id)) continue; // not ours (temp files, stray names)
+      const dir = path.join(this.envsDir, id);
+      try {
+        const r = await this.read(id);
+        if (r) records.push(r);
+        else incomplete.push({ id, dir, error: 'no journal.json' });
+      } catch (err) {
+        incomplete.push({ id, dir, error: (err as Error).message });
+      }
+    }
+    return { records, incomplete };
+  }
+
+  /** Apply `mutate` to the current record and write it atomically; returns the new record. */
+  async update(id: string, mutate: (r: EnvRecord) => void): Promise<EnvRecord> {
+    return this.locked(id, async () => {
+      const r = await this.read(id);
+      if (!r) throw new Error(`journal: env ${id} has no journal in ${this.stateDir}`);
+      mutate(r);
+      r.seq += 1;
+      r.updatedAt = now();
+      await atomicWrite(this.file(id), JSON.stringify(r, null, 2));
+      return r;
+    });
+  }
+
+  /** Record that resources are about to be created. Call before creating them (one atomic write). */
+  async intend(id: string, refs: readonly ResourceRef[]): Promise<void> {
+    if (!refs.length) return;
+    await this.update(id, (r) => {
+      const t = now();
+      for (const ref of refs) {
+        const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
+        if (e) {
+          e.state = 'intended';
+          e.intendedAt = t;
+          delete e.removedAt;
+          if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
+        } else {
+          r.resources.push({ kind: ref.kind, hostId: ref.hostId, state: 'intended', intendedAt: t, ...(ref.detail ? { detail: ref.detail } : {}) });
+        }
+      }
+    });
+  }
+
+  /** Record that resources now exist. `madeByUs: false`: it already existed (e.g. a shared cgroup parent). */
+  async created(id: string, refs: readonly ResourceRef[]): Promise<void> {
+    if (!refs.length) return;
+    await this.update(id, (r) => {
+      const t = now();
+      for (const ref of refs) {
+        const e = findOrAdd(r, ref.kind, ref.hostId);
+        e.state = 'created';
+        e.createdAt = t;
+        if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
+        if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
+      }
+    });
+  }
+
+  /** Record that resources are gone from the host (verified, or they never came to exist). */
+  async removed(id: string, refs: readonly ResourceRef[]): Promise<void> {
+    if (!refs.length) return;
+    await this.update(id, (r) => {
+      const t = now();
+      for (const ref of refs) {
+        const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
+        if (!e) continue;
+        e.state = 'removed';
+        e.removedAt = t;
+      }
+    });
+  }
+
+  /** Delete an env's directory (journal, logs, bundle). Refuses while resources are outstanding. */
+  async forget(id: string, opts: { force?: boolean } = {}): Promise<void> {
+    await this.locked(id, async () => {
+      const r = await this.read(id).catch(() => undefined);
+      if (r && !opts.force && outstanding(r).length > 0) {
+        throw new Error(`journal: env ${id} still has ${outstanding(r).length} host resource(s); tear it down first`);
+      }
+      await rm(envPaths(this.stateDir, id).dir, { recursive: true, force: true });
+    });
+  }
+
+  private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(id, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    }
+  }
+}
+
+function findOrAdd(r: EnvRecord, kind: ResourceKind, hostId: string): ResourceEntry {
+  let e = r.resources.find((x) => x.kind === kind && x.hostId === hostId);
+  if (!e) {
+    // created without a prior intend: still recorded (should not happen in this runtime)
+    e = { kind, hostId, state: 'intended', intendedAt: now() };
+    r.resources.push(e);
+  }
+  return e;
+}

@@ -1,0 +1,127 @@
+/**
+ * Host mounts the runtime owns. runc cannot take the host's `/` as a rootfs
+ * (pivot_root fails with EINVAL), so an env without `rootfs.hostPath` gets a
+ * recursive, read-only, slave bind of `/` under its own directory — a mount the
+ * env owns and teardown removes.
+ *
+ * Every such bind lives under an *anchor*: `<state-dir>/envs` bound onto itself
+ * and made unbindable. `mount --rbind /` skips unbindable mounts, so one env's
+ * rootfs never contains another's (no mount explosion, no EBUSY on the other
+ * env's teardown), and nothing under the anchor propagates into other mount
+ * namespaces. The anchor is removed when the last env under it is gone (a plain
+ * umount fails with EBUSY while any env still has a mount below it).
+ */
+import { readFile } from 'node:fs/promises';
+import { parseMountinfo, type MountEntry } from '../src/core/procfs.js';
+import { ExecError, run } from './exec.js';
+
+/** The mount table of this process's mount namespace. */
+export async function mountTable(): Promise<MountEntry[]> {
+  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+}
+
+/** Mounts at `dir` or below it. */
+export function mountsUnder(table: readonly MountEntry[], dir: string): MountEntry[] {
+  return table.filter((m) => m.mountPoint === dir || m.mountPoint.startsWith(`${dir}/`));
+}
+
+/** True when `dir` is a mount point. */
+export function isMountPoint(table: readonly MountEntry[], dir: string): boolean {
+  return table.some((m) => m.mountPoint === dir);
+}
+
+/** The tools used for mounting (paths resolved by the runtime). */
+export interface MountTools {
+  readonly mount: string;
+  readonly umount: string;
+}
+
+const TIMEOUT = 15_000;
+
+/** Make `dir` a private, unbindable self-bind (idempotent). Returns true when this call made it. */
+export async function ensureAnchor(tools: MountTools, dir: string): Promise<boolean> {
+  const table = await mountTable();
+  const top = topMountAt(table, dir);
+  if (top && top.optionalFields.includes('unbindable')) return false;
+  let made = false;
+  if (!top) {
+    await run(tools.mount, ['--bind', dir, dir], { timeoutMs: TIMEOUT });
+    made = true;
+  }
+  await run(tools.mount, ['--make-unbindable', dir], { timeoutMs: TIMEOUT });
+  return made;
+}
+
+/** The most recent mount stacked at exactly `dir`. */
+function topMountAt(table: readonly MountEntry[], dir: string): MountEntry | undefined {
+  const at = table.filter((m) => m.mountPoint === dir);
+  return at[at.length - 1];
+}
+
+/** Unmount the anchor unless another env still has a mount under it or a file open. */
+export async function removeAnchorIfUnused(tools: MountTools, dir: string): Promise<boolean> {
+  const table = await mountTable();
+  if (!isMountPoint(table, dir)) return true;
+  if (mountsUnder(table, dir).some((m) => m.mountPoint !== dir)) return false;
+  const r = await run(tools.umount, [dir], { timeoutMs: TIMEOUT, allowFailure: true });
+  return r.exitCode === 0 && !isMountPoint(await mountTable(), dir);
+}
+
+/**
+ * Bind the host's `/` at `target` recursively, read-only, as a slave; `anchor`
+ * must be an ancestor anchor made by {@link ensureAnchor}. Copies of other
+ * runtimes' netns handles (/run/netns) are dropped from the copy. On failure
+ * everything mounted here is removed again.
+ */
+export async function bindHostRoot(tools: MountTools, target: string, anchor: string): Promise<void> {
+  try {
+    await run(tools.mount, ['--rbind', '/', target], { timeoutMs: TIMEOUT });
+    // nothing we do below target may propagate back to the host or its peers
+    await run(tools.mount, ['--make-rslave', target], { timeoutMs: TIMEOUT });
+    let table = await mountTable();
+    for (const m of mountsUnder(table, `${target}/run/netns`).reverse()) {
+      await run(tools.umount, ['-l', m.mountPoint], { timeoutMs: TIMEOUT, allowFailure: true });
+    }
+    table = await mountTable();
+    const anchorMount = topMountAt(table, anchor);
+    const top = topMountAt(table, target);
+    if (!anchorMount || !top || top.parentId !== anchorMount.id) {
+      throw new Error(`mount: ${target} is not directly under the anchor ${anchor} (it was removed concurrently)`);
+    }
+    for (const m of mountsUnder(table, target)) await remountReadOnly(tools, m);
+  } catch (err) {
+    await unmountTree(tools, target).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function remountReadOnly(tools: MountTools, m: MountEntry): Promise<void> {
+  if (m.options.split(',').includes('ro')) return;
+  try {
+    await run(tools.mount, ['-o', 'remount,bind,ro', m.mountPoint], { timeoutMs: TIMEOUT });
+  } catch (err) {
+    throw new Error(`mount: cannot make ${m.mountPoint} read-only`, { cause: err });
+  }
+}
+
+/**
+ * Unmount `target` and everything below it, then prove none of it is left in
+ * the mount table. Tries a normal recursive unmount first, then a lazy detach
+ * (the env's processes are gone by now, so nothing can still use it).
+ */
+export async function unmountTree(tools: MountTools, target: string): Promise<void> {
+  let left = mountsUnder(await mountTable(), target);
+  if (!left.length) return;
+  try {
+    await run(tools.umount, ['-R', target], { timeoutMs: TIMEOUT });
+  } catch (err) {
+    if (!(err instanceof ExecError)) throw err;
+    await run(tools.umount, ['-l', target], { timeoutMs: TIMEOUT, allowFailure: true });
+  }
+  left = mountsUnder(await mountTable(), target);
+  if (left.length) {
+    await run(tools.umount, ['-l', target], { timeoutMs: TIMEOUT, allowFailure: true });
+    left = mountsUnder(await mountTable(), target);
+  }
+  if (left.length) throw new Error(`mount: ${left.length} mount(s) still under ${target}: ${left.map((m) => m.mountPoint).slice(0, 5).join(', ')}`);
+}

@@ -1,0 +1,52 @@
+/**
+ * The env's network namespace: created by the runtime itself as a named netns
+ * (`ip netns add denv-<id>`, a handle under /run/netns) with loopback up, handed
+ * to runc by path, and deleted in teardown. Traffic counters for idle detection
+ * come from /proc/<pid>/net/dev of a process inside it.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { parseNetDev } from '../src/core/procfs.js';
+import { run } from './exec.js';
+import { netnsPath } from './names.js';
+
+const TIMEOUT = 10_000;
+
+/** True when the named netns handle exists. */
+export async function netnsExists(name: string): Promise<boolean> {
+  try {
+    await access(netnsPath(name));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Create netns `name` with `lo` up. If bringing `lo` up fails, the netns is deleted again. */
+export async function createNetns(ip: string, name: string): Promise<void> {
+  await run(ip, ['netns', 'add', name], { timeoutMs: TIMEOUT });
+  try {
+    await run(ip, ['-n', name, 'link', 'set', 'lo', 'up'], { timeoutMs: TIMEOUT });
+  } catch (err) {
+    await deleteNetns(ip, name).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Delete netns `name`; a netns that does not exist counts as deleted. Verifies the handle is gone. */
+export async function deleteNetns(ip: string, name: string): Promise<void> {
+  if (!(await netnsExists(name))) return;
+  const r = await run(ip, ['netns', 'delete', name], { timeoutMs: TIMEOUT, allowFailure: true });
+  if (await netnsExists(name)) {
+    throw new Error(`netns: ${name} still exists after ip netns delete (exit ${r.exitCode}: ${r.stderr.trim()})`);
+  }
+}
+
+/** Total bytes received and sent on every interface of the netns `pid` lives in; undefined if it is gone. */
+export async function netBytes(pid: number): Promise<number | undefined> {
+  try {
+    const devs = parseNetDev(await readFile(`/proc/${pid}/net/dev`, 'utf8'));
+    return Object.values(devs).reduce((sum, d) => sum + d.rxBytes + d.txBytes, 0);
+  } catch {
+    return undefined;
+  }
+}

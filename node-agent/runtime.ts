@@ -1,0 +1,587 @@
+/**
+ * The node runtime for one host: create an env (preflight → journal → uid range
+ * → cgroups → netns → rootfs → bundle → conmon/runc create → start), observe
+ * it, terminate it, and tear it down with proof that every host object is gone.
+ *
+ * Preflight checks everything that can be known in advance (spec, tools,
+ * rootfs, what this host can enforce) and changes nothing on the host. After
+ * that, every resource is journaled before it is created; any failure tears
+ * down what the journal lists, so creation is all-or-nothing.
+ */
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { EnvSpec } from '../src/api/env.js';
+import type { Phase } from '../src/api/constants.js';
+import { procState } from '../src/core/procfs.js';
+import { V1Driver } from './cgroup/v1.js';
+import { V2Driver } from './cgroup/v2.js';
+import type { CgroupDriver, KillMethod } from './cgroup/types.js';
+import { conmonCreate, logTail, readExitCode, runcDelete, runcKill, runcStart } from './conmon.js';
+import { releaseIdRange, reserveIdRange } from './idmap.js';
+import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
+import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
+import { bindHostRoot, ensureAnchor, removeAnchorIfUnused, unmountTree } from './mounts.js';
+import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId } from './names.js';
+import { createNetns, deleteNetns, netBytes } from './netns.js';
+import { buildOciConfig, type InitKind } from './oci.js';
+import { detectCgroupLayout, findExecutable, type CgroupLayout } from './probe.js';
+
+/** Settings of a runtime instance (CLI flags or agent configuration). */
+export interface RuntimeOptions {
+  readonly stateDir: string;
+  readonly cgroupRoot?: string;
+  /** Where runc, conmon and the init are looked up (the CLI's --runtime-path); default $PATH. */
+  readonly runtimePath?: string;
+  readonly runcRoot?: string;
+  readonly idmapDir?: string;
+  /** Cap on the workload log file (conmon --log-size-max). Default 10 MiB. */
+  readonly logSizeMax?: number;
+  readonly killMethod?: KillMethod;
+  /** Force a layout (tests); default: detected. */
+  readonly layout?: CgroupLayout;
+}
+
+/** Resolved paths of every program the runtime runs. */
+export interface Tools {
+  readonly runc: string;
+  readonly conmon: string;
+  readonly init: string;
+  readonly initKind: InitKind;
+  readonly ip: string;
+  readonly mount: string;
+  readonly umount: string;
+}
+
+/** A request to create an env. */
+export interface CreateRequest {
+  readonly id?: string;
+  readonly name: string;
+  readonly spec: EnvSpec;
+  readonly source?: EnvSource;
+}
+
+/** Refused before anything was created on the host. */
+export class PreflightError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('; '));
+    this.name = 'PreflightError';
+  }
+}
+
+/** Creation failed part-way; everything made was torn down again (see `record`). */
+export class CreateError extends Error {
+  constructor(
+    message: string,
+    readonly record: EnvRecord | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'CreateError';
+  }
+}
+
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Called with the record every time an env changes phase. */
+export type PhaseListener = (r: EnvRecord) => void;
+
+/** The runtime for one state directory on this host. */
+export class Runtime {
+  readonly journal: Journal;
+  readonly stateDir: string;
+  readonly cgroupRoot: string;
+  readonly runcRoot: string;
+  readonly idmapDir: string;
+  private toolsCache?: Tools;
+
+  private constructor(
+    readonly options: RuntimeOptions,
+    readonly layout: CgroupLayout,
+    readonly driver: CgroupDriver,
+  ) {
+    this.journal = new Journal(options.stateDir);
+    this.stateDir = this.journal.stateDir;
+    this.cgroupRoot = assertCgroupRoot(options.cgroupRoot ?? DEFAULT_CGROUP_ROOT);
+    this.runcRoot = options.runcRoot ?? RUNC_ROOT;
+    this.idmapDir = options.idmapDir ?? IDMAP_DIR;
+  }
+
+  /** Detect the host's cgroup layout and pick the driver. Changes nothing on the host. */
+  static async open(options: RuntimeOptions): Promise<Runtime> {
+    const layout = options.layout ?? (await detectCgroupLayout());
+    const driver: CgroupDriver = layout.mode === 'unified' ? new V2Driver(layout.v2Root) : new V1Driver(layout);
+    return new Runtime(options, layout, driver);
+  }
+
+  /** Find runc, conmon, an init, ip, mount and umount; a clear error names what is missing. */
+  async tools(): Promise<Tools> {
+    if (this.toolsCache) return this.toolsCache;
+    const rtPath = this.options.runtimePath ?? process.env.PATH ?? SYSTEM_PATH;
+    const sysPath = `${process.env.PATH ?? ''}:${SYSTEM_PATH}`;
+    const problems: string[] = [];
+    const need = async (name: string, where: string, hint: string): Promise<string> => {
+      const p = await findExecutable(name, where);
+      if (!p) problems.push(`${name} not found in ${where || '(empty path)'} (${hint})`);
+      return p ?? '';
+    };
+    const via = this.options.runtimePath ? 'check --runtime-path' : 'install it, or pass --runtime-path DIR';
+    const runc = await need('runc', rtPath, `apt-get install runc; ${via}`);
+    const conmon = await need('conmon', rtPath, `apt-get install conmon; ${via}`);
+    const tini = await findExecutable('tini-static', rtPath);
+    const catatonit = tini ? undefined : await findExecutable('catatonit', rtPath);
+    if (!tini && !catatonit) problems.push(`neither tini-static nor catatonit found in ${rtPath} (apt-get install tini; ${via})`);
+    const ip = await need('ip', sysPath, 'apt-get install iproute2');
+    const mount = await need('mount', sysPath, 'apt-get install mount');
+    const umount = await need('umount', sysPath, 'apt-get install mount');
+    if (problems.length) throw new PreflightError(problems);
+    this.toolsCache = { runc, conmon, init: tini ?? catatonit ?? '', initKind: tini ? 'tini' : 'catatonit', ip, mount, umount };
+    return this.toolsCache;
+  }
+
+  /** Everything that can be checked before touching the host. Throws PreflightError listing all problems. */
+  async preflight(req: CreateRequest): Promise<void> {
+    const problems: string[] = [];
+    try {
+      if (req.id !== undefined) assertEnvId(req.id);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(req.name) || req.name.length > 63) problems.push(`metadata.name ${JSON.stringify(req.name)} must be a DNS label`);
+    try {
+      await this.tools();
+    } catch (err) {
+      problems.push(...((err as PreflightError).problems ?? [(err as Error).message]));
+    }
+    problems.push(...(await this.specProblems(req.spec)));
+    const live = (await this.journal.list()).records.find((r) => r.name === req.name && !isFinished(r));
+    if (live) problems.push(`an env named ${req.name} is already ${live.phase} in ${this.stateDir} (id ${live.id})`);
+    if (problems.length) throw new PreflightError(problems);
+  }
+
+  private async specProblems(spec: EnvSpec): Promise<string[]> {
+    const problems: string[] = [];
+    const hp = spec.rootfs?.hostPath;
+    if (hp !== undefined) {
+      const st = await stat(hp).catch(() => undefined);
+      if (!st) problems.push(`spec.rootfs.hostPath: ${hp} does not exist`);
+      else if (!st.isDirectory()) problems.push(`spec.rootfs.hostPath: ${hp} is not a directory`);
+    }
+    const ns = spec.isolation.namespaces;
+    if (ns.includes('user') && !spec.isolation.userNamespace.enabled) {
+      problems.push("spec.isolation.userNamespace.enabled is false but 'user' is in spec.isolation.namespaces: remove it to run without a user namespace");
+    }
+    if (ns.includes('user')) {
+      const max = Number((await readFile('/proc/sys/user/max_user_namespaces', 'utf8').catch(() => '0')).trim());
+      if (!(max > 0)) problems.push('spec.isolation.namespaces: user namespaces are disabled on this host (max_user_namespaces=0)');
+    }
+    if (spec.security.appArmorProfile !== undefined) {
+      const on = (await readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N')).trim() === 'Y';
+      if (!on) problems.push('spec.security.appArmorProfile: AppArmor is not enabled on this host');
+    }
+    const missing = await this.driver.unenforceable(spec.resources);
+    if (missing.length && !spec.resources.bestEffort) {
+      for (const m of missing) problems.push(`${m.field}: cannot be enforced on this ${this.layout.mode} cgroup host: ${m.why} (set spec.resources.bestEffort: true to run without it)`);
+    }
+    return problems;
+  }
+
+  /**
+   * Create and start an env. Returns the record in phase Running. On failure
+   * after preflight, tears down what was made and throws CreateError.
+   */
+  async create(req: CreateRequest, onPhase?: PhaseListener): Promise<EnvRecord> {
+    await this.preflight(req);
+    const tools = await this.tools();
+    const id = req.id ?? generateEnvId();
+    const t0 = Date.now();
+    const rel = cgroupRelPath(this.cgroupRoot, req.spec.class, id);
+    let record = await this.journal.begin({
+      id,
+      name: req.name,
+      class: req.spec.class,
+      source: req.source ?? { kind: 'cli' },
+      spec: req.spec,
+      cgroupPath: rel,
+      cgroupMode: this.layout.mode,
+      phase: 'Creating',
+      deadlines: {},
+      pids: {},
+      runtime: { runc: tools.runc, conmon: tools.conmon, init: tools.init, runcRoot: this.runcRoot },
+    });
+    onPhase?.(record);
+    try {
+      await this.build(record, tools);
+      record = await this.start(id, tools, t0);
+      onPhase?.(record);
+      return record;
+    } catch (err) {
+      const leaks = await this.teardown(id).catch((e: unknown) => [{ what: 'teardown', detail: (e as Error).message }]);
+      const failed = await this.journal.update(id, (r) => {
+        r.phase = 'Failed';
+        r.reason = leaks.length ? 'Leaked' : 'CreateFailed';
+        r.message = `create failed: ${(err as Error).message}`;
+        r.finishTime = new Date().toISOString();
+        if (leaks.length) r.leaks = leaks;
+      });
+      onPhase?.(failed);
+      throw new CreateError(`create ${req.name}: ${(err as Error).message}`, failed, { cause: err });
+    }
+  }
+
+  private async build(record: EnvRecord, tools: Tools): Promise<void> {
+    const { id, spec } = record;
+    const p = envPaths(this.stateDir, id);
+    const timings: Record<string, number> = {};
+    const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
+      const t = Date.now();
+      await fn();
+      timings[name] = Date.now() - t;
+    };
+    const ns = spec.isolation.namespaces;
+    let idRange: { start: number; size: number } | undefined;
+    if (ns.includes('user')) {
+      await step('idRange', async () => {
+        idRange = await this.reserveIds(id, spec);
+      });
+    }
+    await step('cgroup', () => this.makeCgroup(record));
+    const netns = ns.includes('net') ? hostName(id) : undefined;
+    if (netns) await step('netns', () => this.makeNetns(id, tools, netns));
+    const hostRoot = spec.rootfs === undefined;
+    if (hostRoot) await step('rootfs', () => this.makeRootfs(id, tools));
+    await step('bundle', async () => {
+      await mkdir(p.bundle, { recursive: true, mode: 0o711 });
+      await mkdir(p.exitDir, { recursive: true, mode: 0o700 });
+      await mkdir(p.socketDir, { recursive: true, mode: 0o700 });
+      const cfg = buildOciConfig({
+        id,
+        name: record.name,
+        spec,
+        rootfsPath: hostRoot ? p.rootfs : (spec.rootfs?.hostPath ?? ''),
+        hostRoot,
+        ...(netns ? { netnsPath: netnsPath(netns) } : {}),
+        ...(idRange ? { idRange } : {}),
+        cgroupsPath: this.driver.runcPath(record.cgroupPath),
+        initHostPath: tools.init,
+        initKind: tools.initKind,
+      });
+      await writeFile(p.config, JSON.stringify(cfg, null, 2), { mode: 0o600 });
+    });
+    await step('runcCreate', () => this.launch(record, tools));
+    await this.journal.update(id, (r) => {
+      r.timings = { ...r.timings, ...timings };
+      if (netns) r.netns = netnsPath(netns);
+      if (idRange) r.idRange = idRange;
+    });
+  }
+
+  private async reserveIds(id: string, spec: EnvSpec): Promise<{ start: number; size: number }> {
+    const size = spec.isolation.userNamespace.size;
+    const fixed = spec.isolation.userNamespace.hostIdStart;
+    if (fixed !== undefined) return { start: fixed, size };
+    // The reservation file is the resource; its name is only known once reserved, so journal the directory's intent first.
+    await this.journal.intend(id, [{ kind: 'idRange', hostId: `${this.idmapDir}/?`, detail: { pending: true } }]);
+    const res = await reserveIdRange(this.idmapDir, `${id} ${this.stateDir}`, size);
+    await this.journal.update(id, (r) => {
+      r.resources = r.resources.filter((x) => !(x.kind === 'idRange' && x.hostId === `${this.idmapDir}/?`));
+      r.resources.push({ kind: 'idRange', hostId: res.file, state: 'created', intendedAt: new Date().toISOString(), createdAt: new Date().toISOString(), madeByUs: true, detail: { start: res.start, size } });
+    });
+    return { start: res.start, size: res.size };
+  }
+
+  private async makeCgroup(record: EnvRecord): Promise<void> {
+    const { id, spec } = record;
+    const created = await this.driver.create(record.cgroupPath, spec.resources, {
+      bestEffort: spec.resources.bestEffort,
+      hooks: {
+        intend: (dirs) => this.journal.intend(id, dirs.map((d) => ({ kind: 'cgroup', hostId: d }))),
+        created: (dirs) => this.journal.created(id, dirs.map((d) => ({ kind: 'cgroup', hostId: d.dir, madeByUs: d.made }))),
+      },
+    });
+    if (created.skipped.length) {
+      await this.journal.update(id, (r) => {
+        r.message = `best effort: not enforced: ${created.skipped.map((s) => `${s.field} (${s.why})`).join('; ')}`;
+      });
+    }
+  }
+
+  private async makeNetns(id: string, tools: Tools, name: string): Promise<void> {
+    const ref: ResourceRef = { kind: 'netns', hostId: netnsPath(name) };
+    await this.journal.intend(id, [ref]);
+    await createNetns(tools.ip, name);
+    await this.journal.created(id, [{ ...ref, madeByUs: true }]);
+  }
+
+  private async makeRootfs(id: string, tools: Tools): Promise<void> {
+    const p = envPaths(this.stateDir, id);
+    const anchor = this.journal.envsDir;
+    await mkdir(p.rootfs, { recursive: true, mode: 0o711 });
+    for (let attempt = 1; ; attempt++) {
+      await this.journal.intend(id, [{ kind: 'mountAnchor', hostId: anchor }]);
+      const made = await ensureAnchor(tools, anchor);
+      await this.journal.created(id, [{ kind: 'mountAnchor', hostId: anchor, madeByUs: made }]);
+      await this.journal.intend(id, [{ kind: 'mount', hostId: p.rootfs }]);
+      try {
+        await bindHostRoot(tools, p.rootfs, anchor);
+        await this.journal.created(id, [{ kind: 'mount', hostId: p.rootfs, madeByUs: true }]);
+        return;
+      } catch (err) {
+        // another env's teardown may have removed the anchor between our two steps: retry once more
+        if (attempt >= 3 || !/not directly under the anchor/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  private async launch(record: EnvRecord, tools: Tools): Promise<void> {
+    const { id, spec } = record;
+    const p = envPaths(this.stateDir, id);
+    const cid = hostName(id);
+    await this.journal.intend(id, [
+      { kind: 'container', hostId: cid, detail: { root: this.runcRoot } },
+      { kind: 'conmon', hostId: cid, detail: { pidFile: p.conmonPidFile } },
+    ]);
+    const { conmonPid, containerPid } = await conmonCreate({
+      conmon: tools.conmon,
+      runc: tools.runc,
+      runcRoot: this.runcRoot,
+      containerId: cid,
+      name: record.name,
+      bundle: p.bundle,
+      logPath: p.log,
+      logSizeMax: this.options.logSizeMax ?? 10 * 1024 * 1024,
+      exitDir: p.exitDir,
+      conmonPidFile: p.conmonPidFile,
+      containerPidFile: p.containerPidFile,
+      socketDir: p.socketDir,
+      conmonLog: path.join(p.dir, 'conmon.log'),
+      backstopSeconds: spec.lifecycle.timeoutSeconds + spec.lifecycle.gracePeriodSeconds + 30,
+    });
+    await this.journal.created(id, [
+      { kind: 'container', hostId: cid, madeByUs: true },
+      { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: conmonPid } },
+    ]);
+    await this.journal.update(id, (r) => {
+      r.pids.conmon = conmonPid;
+      r.pids.container = containerPid;
+    });
+  }
+
+  private async start(id: string, tools: Tools, t0: number): Promise<EnvRecord> {
+    const t = Date.now();
+    await runcStart(tools.runc, this.runcRoot, hostName(id));
+    const started = new Date();
+    return this.journal.update(id, (r) => {
+      r.phase = 'Running';
+      r.startTime = started.toISOString();
+      r.deadlines.timeoutAt = new Date(started.getTime() + r.spec.lifecycle.timeoutSeconds * 1000).toISOString();
+      r.timings = { ...r.timings, runcStart: Date.now() - t, createToRunning: Date.now() - t0 };
+    });
+  }
+
+  /** One observation of a running env for the lifecycle rules. */
+  async sample(r: EnvRecord): Promise<Sample> {
+    const stats = await this.driver.stats(r.cgroupPath);
+    const net = r.pids.container !== undefined && r.netns ? await netBytes(r.pids.container) : undefined;
+    return { at: Date.now(), stats, ...(net !== undefined ? { netBytes: net } : {}) };
+  }
+
+  /** Record the verdict, move to Terminating and SIGTERM the workload (its init forwards it). */
+  async beginTermination(id: string, verdict: Verdict, graceMs: number): Promise<EnvRecord> {
+    const killAt = new Date(Date.now() + graceMs);
+    const r = await this.journal.update(id, (x) => {
+      x.phase = 'Terminating';
+      x.reason = verdict.reason;
+      x.message = verdict.message;
+      x.deadlines.killAt = killAt.toISOString();
+    });
+    await runcKill(r.runtime.runc, r.runtime.runcRoot, hostName(id), 'SIGTERM').catch(() => undefined);
+    return r;
+  }
+
+  /** SIGKILL every process of the env through its cgroup (cgroup.kill or freeze + kill). */
+  async killAll(r: EnvRecord): Promise<void> {
+    await this.driver.kill(r.cgroupPath, this.options.killMethod ?? 'auto');
+  }
+
+  /**
+   * Finish an env whose workload has exited (or was killed): final usage, exit
+   * code, log tail, teardown, then the terminal phase and reason.
+   */
+  async finish(id: string, verdict?: Verdict): Promise<EnvRecord> {
+    const r0 = await this.mustRead(id);
+    const p = envPaths(this.stateDir, id);
+    const stats = await this.driver.stats(r0.cgroupPath).catch(() => ({}));
+    const exitCode = await readExitCode(p.exitFile);
+    const tail = logTail(await readFile(p.log, 'utf8').catch(() => ''));
+    const leaks = await this.teardown(id);
+    const o = outcome({
+      ...(verdict ? { verdict } : {}),
+      ...(exitCode !== undefined ? { exitCode } : {}),
+      oomKills: (stats as { oomKills?: number }).oomKills ?? 0,
+      onOOMKill: r0.spec.lifecycle.reclaim.onOOMKill,
+      leaks: leaks.map((l) => `${l.what}: ${l.detail}`),
+    });
+    return this.journal.update(id, (r) => {
+      r.phase = o.phase;
+      r.reason = o.reason;
+      r.message = o.message;
+      r.finishTime = new Date().toISOString();
+      if (exitCode !== undefined) r.exitCode = exitCode;
+      r.usage = usageFromStats(stats);
+      r.logTail = tail;
+      if (leaks.length) r.leaks = leaks;
+    });
+  }
+
+  private async mustRead(id: string): Promise<EnvRecord> {
+    const r = await this.journal.read(id);
+    if (!r) throw new Error(`env ${id}: no journal in ${this.stateDir}`);
+    return r;
+  }
+
+  /**
+   * Remove every host object the journal lists for env `id`, in order: kill →
+   * wait unpopulated → runc delete → conmon gone → unmount → netns → cgroups →
+   * uid range. Each step is verified and journaled as removed. Returns what
+   * could not be removed (e.g. processes stuck in D state), never retries forever.
+   */
+  async teardown(id: string): Promise<LeakReport[]> {
+    const t = Date.now();
+    const r = await this.mustRead(id);
+    const leaks: LeakReport[] = [];
+    const stuck = await this.killAndWait(r);
+    if (stuck) leaks.push(stuck);
+    await this.tryStep(leaks, 'container', () => this.removeContainer(r));
+    await this.tryStep(leaks, 'conmon', () => this.reapConmon(r));
+    await this.tryStep(leaks, 'mount', () => this.removeMounts(r));
+    await this.tryStep(leaks, 'netns', () => this.removeNetns(r));
+    if (!stuck) {
+      await this.tryStep(leaks, 'cgroup', () => this.removeCgroups(r));
+      await this.tryStep(leaks, 'idRange', () => this.releaseIds(r));
+    } else {
+      leaks.push({ what: 'cgroup', detail: `${r.cgroupPath} kept: processes are still inside` });
+    }
+    await this.journal.update(id, (x) => {
+      x.timings = { ...x.timings, teardown: Date.now() - t };
+    });
+    return leaks;
+  }
+
+  private async tryStep(leaks: LeakReport[], what: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      leaks.push({ what, detail: (err as Error).message });
+    }
+  }
+
+  private has(r: EnvRecord, kind: string): boolean {
+    return outstanding(r).some((x) => x.kind === kind);
+  }
+
+  /** Kill whatever is left and wait for the cgroup to empty; a report of stuck processes if it does not. */
+  private async killAndWait(r: EnvRecord): Promise<LeakReport | undefined> {
+    if (!this.has(r, 'cgroup')) return undefined;
+    if (!(await this.driver.populated(r.cgroupPath).catch(() => false))) return undefined;
+    await this.driver.kill(r.cgroupPath, this.options.killMethod ?? 'auto').catch(() => undefined);
+    if (await this.driver.waitEmpty(r.cgroupPath, 10_000)) return undefined;
+    const pids = await this.driver.procs(r.cgroupPath);
+    const states = await Promise.all(pids.map(async (p) => `${p}:${procState(await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '')) ?? '?'}`));
+    const inD = states.filter((s) => s.endsWith(':D')).length;
+    return { what: 'processes', pids, detail: `${pids.length} process(es) survived SIGKILL for 10s (${inD} in uninterruptible sleep): ${states.join(' ')}` };
+  }
+
+  private async removeContainer(r: EnvRecord): Promise<void> {
+    const c = outstanding(r).find((x) => x.kind === 'container');
+    if (!c) return;
+    await runcDelete(r.runtime.runc, r.runtime.runcRoot, c.hostId);
+    await this.journal.removed(r.id, [{ kind: 'container', hostId: c.hostId }]);
+  }
+
+  private async reapConmon(r: EnvRecord): Promise<void> {
+    const c = outstanding(r).find((x) => x.kind === 'conmon');
+    if (!c) return;
+    const pid = r.pids.conmon;
+    if (pid !== undefined && (await isConmonOf(pid, c.hostId))) {
+      // conmon exits by itself once the container is gone and the exit file is written
+      const deadline = Date.now() + 5000;
+      while (Date.now() < deadline && (await isConmonOf(pid, c.hostId))) await sleep(20);
+      if (await isConmonOf(pid, c.hostId)) {
+        process.kill(pid, 'SIGKILL');
+        await sleep(50);
+        if (await isConmonOf(pid, c.hostId)) throw new Error(`conmon pid ${pid} did not exit`);
+      }
+    }
+    await this.journal.removed(r.id, [{ kind: 'conmon', hostId: c.hostId }]);
+  }
+
+  private async removeMounts(r: EnvRecord): Promise<void> {
+    const tools = await this.teardownTools(r);
+    for (const m of outstanding(r).filter((x) => x.kind === 'mount')) {
+      await unmountTree(tools, m.hostId);
+      await this.journal.removed(r.id, [{ kind: 'mount', hostId: m.hostId }]);
+    }
+    for (const a of outstanding(r).filter((x) => x.kind === 'mountAnchor')) {
+      // shared with other envs of this state dir: released by us, removed when nobody uses it
+      await removeAnchorIfUnused(tools, a.hostId);
+      await this.journal.removed(r.id, [{ kind: 'mountAnchor', hostId: a.hostId }]);
+    }
+  }
+
+  private async removeNetns(r: EnvRecord): Promise<void> {
+    const tools = await this.teardownTools(r);
+    for (const n of outstanding(r).filter((x) => x.kind === 'netns')) {
+      await deleteNetns(tools.ip, path.basename(n.hostId));
+      await this.journal.removed(r.id, [{ kind: 'netns', hostId: n.hostId }]);
+    }
+  }
+
+  private async removeCgroups(r: EnvRecord): Promise<void> {
+    const entries = outstanding(r).filter((x) => x.kind === 'cgroup');
+    if (!entries.length) return;
+    await this.driver.remove(r.cgroupPath, { budgetMs: 5000, removeParents: true });
+    // leaves must be gone; parents are shared and may stay while other envs use them
+    const leaves = new Set(this.driver.directories(r.cgroupPath).map((chain) => chain[chain.length - 1]));
+    const still: string[] = [];
+    for (const e of entries) {
+      const gone = !(await stat(e.hostId).catch(() => undefined));
+      if (!gone && leaves.has(e.hostId)) still.push(e.hostId);
+    }
+    await this.journal.removed(r.id, entries.filter((e) => !still.includes(e.hostId)).map((e) => ({ kind: 'cgroup' as const, hostId: e.hostId })));
+    if (still.length) throw new Error(`cgroup directories still exist: ${still.join(', ')}`);
+  }
+
+  private async releaseIds(r: EnvRecord): Promise<void> {
+    for (const x of outstanding(r).filter((e) => e.kind === 'idRange')) {
+      if (!x.hostId.endsWith('/?')) await releaseIdRange(x.hostId);
+      await this.journal.removed(r.id, [{ kind: 'idRange', hostId: x.hostId }]);
+    }
+  }
+
+  /** Tools for teardown: the ones this runtime resolves (mount, umount, ip come from the system path). */
+  private async teardownTools(_r: EnvRecord): Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>> {
+    const sysPath = `${process.env.PATH ?? ''}:${SYSTEM_PATH}`;
+    const ip = (await findExecutable('ip', sysPath)) ?? 'ip';
+    const mount = (await findExecutable('mount', sysPath)) ?? 'mount';
+    const umount = (await findExecutable('umount', sysPath)) ?? 'umount';
+    return { ip, mount, umount };
+  }
+}
+
+/** Final states. */
+export function isTerminalPhase(p: Phase): boolean {
+  return p === 'Succeeded' || p === 'Failed';
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
+/** True when `pid` is a live conmon for container `cid` (guards against pid reuse). */
+export async function isConmonOf(pid: number, cid: string): Promise<boolean> {
+  try {
+    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    const st = procState(await readFile(`/proc/${pid}/stat`, 'utf8'));
+    return st !== 'Z' && path.basename(cmd[0] ?? '') === 'conmon' && cmd.includes(cid);
+  } catch {
+    return false;
+  }
+}

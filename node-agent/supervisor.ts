@@ -1,0 +1,140 @@
+/**
+ * The per-env supervisor: enforces the lifecycle of one running env until it
+ * is torn down. It samples the kernel every interval, applies the pure rules
+ * of lifecycle.ts, honours stop requests, and on a verdict sends SIGTERM, waits
+ * the grace period and kills the whole cgroup; when the workload has exited it
+ * finishes the env (usage, exit code, log tail, teardown).
+ *
+ * `denv run` runs it in-process; `denv run --detach` re-executes `denv` as a
+ * detached `denv supervise` process that runs it. conmon keeps the workload
+ * alive and records its exit independently, so a supervisor that dies can be
+ * replaced (`denv stop` takes over when no supervisor is alive).
+ */
+import { readFile, unlink } from 'node:fs/promises';
+import { readExitCode } from './conmon.js';
+import type { EnvRecord } from './journal.js';
+import { isFinished } from './journal.js';
+import { initialState, observe, policyFromSpec, type Policy, type Verdict, type WatchState } from './lifecycle.js';
+import { envPaths } from './names.js';
+import { atomicWrite } from './journal.js';
+import { isConmonOf, type PhaseListener, type Runtime } from './runtime.js';
+
+/** Options of one supervision. */
+export interface SuperviseOptions {
+  /** Sampling interval. Default 1000 ms; tests use less. */
+  readonly intervalMs?: number;
+  /** Stop the env (reason Stopped) when this process is gone: the env dies with the `denv run` that started it. */
+  readonly attachedPid?: number;
+  /** Polled every tick: a verdict here stops the env (e.g. the CLI got SIGINT). */
+  readonly stopRequested?: () => Verdict | undefined;
+  readonly onPhase?: PhaseListener;
+  /** Record this process as the env's supervisor in the journal. */
+  readonly registerPid?: boolean;
+}
+
+/** A request from another process to stop an env. */
+export interface StopRequest {
+  readonly reason: 'Stopped';
+  readonly message: string;
+  readonly at: string;
+}
+
+/** Ask the supervisor of env `id` to stop it (atomic file write; the supervisor polls). */
+export async function requestStop(stateDir: string, id: string, message: string): Promise<void> {
+  const req: StopRequest = { reason: 'Stopped', message, at: new Date().toISOString() };
+  await atomicWrite(envPaths(stateDir, id).stopRequest, JSON.stringify(req));
+}
+
+async function readStopRequest(stateDir: string, id: string): Promise<Verdict | undefined> {
+  try {
+    const req = JSON.parse(await readFile(envPaths(stateDir, id).stopRequest, 'utf8')) as StopRequest;
+    return { reason: 'Stopped', message: req.message || 'stopped on request' };
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when process `pid` exists. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Per-tick state of the loop. */
+interface Loop {
+  watch: WatchState;
+  verdict?: Verdict;
+  killAtMs?: number;
+  killed: boolean;
+}
+
+/** Supervise env `id` until it is finished; returns the final record. */
+export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions = {}): Promise<EnvRecord> {
+  let r = await rt.journal.read(id);
+  if (!r) throw new Error(`supervise: env ${id} has no journal in ${rt.stateDir}`);
+  if (isFinished(r)) return r;
+  if (opts.registerPid) r = await rt.journal.update(id, (x) => void (x.pids.supervisor = process.pid));
+  const interval = Math.max(20, opts.intervalMs ?? 1000);
+  const policy = policyFromSpec(r.spec);
+  const startedAt = r.startTime ? Date.parse(r.startTime) : Date.now();
+  const loop: Loop = { watch: initialState(startedAt, await rt.sample(r).catch(() => undefined)), killed: false };
+  if (r.phase === 'Terminating' && r.reason) adoptTermination(r, loop);
+  const exitFile = envPaths(rt.stateDir, id).exitFile;
+  for (;;) {
+    if ((await readExitCode(exitFile)) !== undefined) break;
+    if (!(await monitorAlive(r))) break; // conmon died without an exit file: nothing more will come
+    await tick(rt, r, policy, loop, opts);
+    if (loop.verdict && r.phase !== 'Terminating') {
+      r = await rt.beginTermination(id, loop.verdict, policy.graceMs);
+      opts.onPhase?.(r);
+    }
+    await sleep(interval);
+  }
+  const final = await rt.finish(id, loop.verdict);
+  await unlink(envPaths(rt.stateDir, id).stopRequest).catch(() => undefined);
+  opts.onPhase?.(final);
+  return final;
+}
+
+function adoptTermination(r: EnvRecord, loop: Loop): void {
+  loop.verdict = { reason: r.reason as Verdict['reason'], message: r.message ?? '' };
+  loop.killAtMs = r.deadlines.killAt ? Date.parse(r.deadlines.killAt) : Date.now();
+}
+
+async function monitorAlive(r: EnvRecord): Promise<boolean> {
+  const pid = r.pids.conmon;
+  if (pid === undefined) return false;
+  return isConmonOf(pid, `denv-${r.id}`);
+}
+
+/** One iteration: decide (if not yet terminating), or kill once the grace period is over. */
+async function tick(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop, opts: SuperviseOptions): Promise<void> {
+  if (!loop.verdict) {
+    const stop = opts.stopRequested?.() ?? (await readStopRequest(rt.stateDir, r.id)) ?? attachedGone(opts);
+    if (stop) {
+      loop.verdict = stop;
+    } else {
+      const s = await rt.sample(r);
+      const res = observe(policy, loop.watch, s);
+      loop.watch = res.state;
+      loop.verdict = res.verdict;
+    }
+    if (loop.verdict) loop.killAtMs = Date.now() + policy.graceMs;
+    if (!loop.verdict || policy.graceMs > 0) return;
+  }
+  if (!loop.killed && loop.killAtMs !== undefined && Date.now() >= loop.killAtMs) {
+    await rt.killAll(r);
+    loop.killed = true;
+  }
+}
+
+function attachedGone(opts: SuperviseOptions): Verdict | undefined {
+  if (opts.attachedPid === undefined || pidAlive(opts.attachedPid)) return undefined;
+  return { reason: 'Stopped', message: `the denv run that started it (pid ${opts.attachedPid}) is gone` };
+}
