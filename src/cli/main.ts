@@ -13,6 +13,12 @@ export interface Command {
 
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   validate: () => import('./commands/validate.js'),
+  run: () => import('./commands/run.js'),
+  ps: () => import('./commands/ps.js'),
+  logs: () => import('./commands/logs.js'),
+  stop: () => import('./commands/stop.js'),
+  doctor: () => import('./commands/doctor.js'),
+  supervise: () => import('./commands/supervise.js'),
   controller: () => import('./commands/controller.js'),
 };
 
