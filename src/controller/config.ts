@@ -65,6 +65,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'kubeconfig', flag: 'kubeconfig', help: 'kubeconfig file; default: $KUBECONFIG, then in-cluster service account' },
   { key: 'context', flag: 'context', help: 'kubeconfig context to use' },
   { key: 'watchNamespace', flag: 'watch-namespace', def: '', help: 'only manage DisposableEnvs in this namespace (default: all)' },
+  { key: 'disposableNodeSelector', flag: 'disposable-node-selector', def: '', help: 'label selector: schedule only to DisposableNodes matching it (e.g. pool=ci), to shard node pools between controllers' },
   { key: 'nodeLeaseNamespace', flag: 'node-lease-namespace', def: 'disposable-env-system', help: 'namespace of the agents\' node Leases (one Lease per node, named after it)' },
   { key: 'nodeLeaseTimeout', flag: 'node-lease-timeout', def: '40s', help: 'a node whose Lease was not renewed for this long is lost' },
   { key: 'nodeLostFinalizerGrace', flag: 'node-lost-finalizer-grace', def: '5m', help: 'after a node is lost, wait this long before releasing finalizers of its deleted envs' },
@@ -91,6 +92,7 @@ type RawConfig = {
   kubeconfig?: string;
   context?: string;
   watchNamespace?: string;
+  disposableNodeSelector?: string;
   nodeLeaseNamespace?: string;
   nodeLeaseTimeout?: string;
   nodeLostFinalizerGrace?: string;
@@ -117,6 +119,7 @@ const ConfigSchema = z
     kubeconfig: z.string().min(1, 'must not be empty').optional(),
     context: z.string().min(1, 'must not be empty').optional(),
     watchNamespace: z.union([z.literal(''), namespace()]),
+    disposableNodeSelector: z.string().max(1024).regex(/^[A-Za-z0-9_.\/=!,\s()-]*$/, 'expected a label selector like pool=ci,tier!=slow'),
     nodeLeaseNamespace: namespace(),
     nodeLeaseTimeout: positiveDuration('40s'),
     nodeLostFinalizerGrace: duration('5m'),

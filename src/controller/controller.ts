@@ -258,6 +258,7 @@ export class Controller {
     this.dnodes = new Informer<DisposableNodeObject>(this.client, {
       name: NODE_PLURAL,
       path: `${base}/${NODE_PLURAL}`,
+      labelSelector: c.disposableNodeSelector || undefined,
       transform: strip,
       logger: this.logger,
       onRestart: restart(NODE_PLURAL),

@@ -4,32 +4,47 @@
  * writes an env, its informer still holds the older object for a moment; a
  * reconcile in that window would decide again from stale facts and either
  * conflict (wasting a write) or, worse, schedule twice. So a reconcile of a key
- * with an unmet expectation returns early, and the informer event carrying that
- * resourceVersion clears it and enqueues the key. Watch events arrive in order,
- * so the expected version is always delivered unless the informer relists
- * (which clears everything) or the object is deleted.
+ * whose cached object is older than the controller's last write returns early;
+ * the informer event that carries the write (or anything newer) enqueues it again.
+ *
+ * "Older" compares resourceVersions as integers, which is what etcd-backed API
+ * servers hand out (and what Kubernetes' comparable-resourceVersion work makes a
+ * guarantee). A resourceVersion that is not an integer falls back to equality,
+ * and every expectation expires after 30 s, so the controller can never wait forever.
  */
 
 const EXPIRY_MS = 30_000;
+
+/** -1, 0 or 1 when both are integers; undefined when they cannot be ordered. */
+export function compareResourceVersions(a: string | undefined, b: string | undefined): number | undefined {
+  if (a === undefined || b === undefined) return undefined;
+  if (a === b) return 0;
+  if (!/^[0-9]{1,30}$/.test(a) || !/^[0-9]{1,30}$/.test(b)) return undefined;
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
 
 export class WriteExpectations {
   private readonly pending = new Map<string, { rv: string; at: number }>();
 
   /** The controller wrote `key`; the API server answered with `rv`. */
   expect(key: string, rv: string | undefined, now: number): void {
-    if (rv) this.pending.set(key, { rv, at: now });
-  }
-
-  /** The informer delivered `key` at `rv`; true when that met the expectation. */
-  observe(key: string, rv: string | undefined): boolean {
+    if (!rv) return;
     const p = this.pending.get(key);
-    if (!p || p.rv !== rv) return false;
-    this.pending.delete(key);
-    return true;
+    if (p && (compareResourceVersions(p.rv, rv) ?? -1) > 0) return;
+    this.pending.set(key, { rv, at: now });
   }
 
-  /** True while the cache has not yet shown the controller's last write (expires after 30 s, in case it never shows). */
-  waiting(key: string, now: number): boolean {
+  /** The informer holds `key` at `rv`; clears the expectation when that is at least the written version. */
+  observe(key: string, rv: string | undefined): void {
+    const p = this.pending.get(key);
+    if (p && (compareResourceVersions(rv, p.rv) ?? -1) >= 0) this.pending.delete(key);
+  }
+
+  /** True while the cached version (`cachedRv`) is older than the controller's last write (at most 30 s). */
+  waiting(key: string, cachedRv: string | undefined, now: number): boolean {
+    this.observe(key, cachedRv);
     const p = this.pending.get(key);
     if (!p) return false;
     if (now - p.at > EXPIRY_MS) {
@@ -45,5 +60,9 @@ export class WriteExpectations {
 
   clearAll(): void {
     this.pending.clear();
+  }
+
+  get size(): number {
+    return this.pending.size;
   }
 }

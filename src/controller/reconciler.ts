@@ -138,7 +138,7 @@ export class Reconciler {
       return { result: 'success' };
     }
     const now = this.now();
-    if (this.deps.expectations.waiting(key, now)) {
+    if (this.deps.expectations.waiting(key, env.metadata.resourceVersion, now)) {
       log.debug('waiting for the cache to show the last write');
       // The informer event carrying our write brings the key back; this requeue is only a safety net.
       return { result: 'waiting', requeueAfterMs: EXPECTATION_SAFETY_MS };
