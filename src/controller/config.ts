@@ -119,7 +119,7 @@ const ConfigSchema = z
     kubeconfig: z.string().min(1, 'must not be empty').optional(),
     context: z.string().min(1, 'must not be empty').optional(),
     watchNamespace: z.union([z.literal(''), namespace()]),
-    disposableNodeSelector: z.string().max(1024).regex(/^[A-Za-z0-9_.\/=!,\s()-]*$/, 'expected a label selector like pool=ci,tier!=slow'),
+    disposableNodeSelector: z.string().max(1024).regex(/^[A-Za-z0-9_./=!,\s()-]*$/, 'expected a label selector like pool=ci,tier!=slow'),
     nodeLeaseNamespace: namespace(),
     nodeLeaseTimeout: positiveDuration('40s'),
     nodeLostFinalizerGrace: duration('5m'),
