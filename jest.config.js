@@ -23,6 +23,7 @@ export default {
       globalTeardown: '<rootDir>/test/helpers/cluster-teardown.ts',
       testTimeout: 60000,
     },
+    { ...common, displayName: 'node', testMatch: ['<rootDir>/test/node/**/*.test.ts'], testTimeout: 120000, maxWorkers: 1 },
     { ...common, displayName: 'vm', testMatch: ['<rootDir>/test/vm/**/*.test.ts'] },
   ],
 };

@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   /** Cap on the workload log file (conmon --log-size-max). Default 10 MiB. */
   readonly logSizeMax?: number;
   readonly killMethod?: KillMethod;
+  /** How long teardown waits for the cgroup to empty after SIGKILL before reporting a leak. Default 10 000 ms. */
+  readonly emptyTimeoutMs?: number;
   /** Force a layout (tests); default: detected. */
   readonly layout?: CgroupLayout;
 }
@@ -484,11 +486,12 @@ export class Runtime {
     if (!this.has(r, 'cgroup')) return undefined;
     if (!(await this.driver.populated(r.cgroupPath).catch(() => false))) return undefined;
     await this.driver.kill(r.cgroupPath, this.options.killMethod ?? 'auto').catch(() => undefined);
-    if (await this.driver.waitEmpty(r.cgroupPath, 10_000)) return undefined;
+    const waitMs = this.options.emptyTimeoutMs ?? 10_000;
+    if (await this.driver.waitEmpty(r.cgroupPath, waitMs)) return undefined;
     const pids = await this.driver.procs(r.cgroupPath);
     const states = await Promise.all(pids.map(async (p) => `${p}:${procState(await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '')) ?? '?'}`));
     const inD = states.filter((s) => s.endsWith(':D')).length;
-    return { what: 'processes', pids, detail: `${pids.length} process(es) survived SIGKILL for 10s (${inD} in uninterruptible sleep): ${states.join(' ')}` };
+    return { what: 'processes', pids, detail: `${pids.length} process(es) survived SIGKILL for ${waitMs} ms (${inD} in uninterruptible sleep): ${states.join(' ')}` };
   }
 
   private async removeContainer(r: EnvRecord): Promise<void> {
