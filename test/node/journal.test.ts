@@ -1,0 +1,123 @@
+// The write-ahead journal on a real filesystem: records survive as whole
+// documents, resources move intended → created → removed, incomplete env dirs
+// are reported, and an env with outstanding resources cannot be forgotten.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseSpec } from '../../src/api/validate.js';
+import { atomicWrite, isFinished, Journal, JOURNAL_VERSION, JournalCorruptError, outstanding, type NewEnvRecord } from '../../node-agent/journal.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function fresh(): Journal {
+  const d = mkdtempSync(path.join(tmpdir(), 'denv-journal-'));
+  dirs.push(d);
+  return new Journal(d);
+}
+
+const init = (id: string): NewEnvRecord => ({
+  id,
+  name: 'build-1',
+  class: 'ci-jobs',
+  source: { kind: 'cli' },
+  spec: parseSpec({ workload: { command: ['/bin/true'] } }),
+  cgroupPath: `disposable.slice/default/denv-${id}`,
+  cgroupMode: 'hybrid',
+  phase: 'Creating',
+  deadlines: {},
+  pids: {},
+  runtime: { runc: '/usr/sbin/runc', conmon: '/usr/bin/conmon', init: '/usr/bin/tini-static', runcRoot: '/run/disposable-env/runc' },
+});
+
+describe('Journal', () => {
+  it('begin writes a versioned record; a second begin with the same id is refused', async () => {
+    const j = fresh();
+    const r = await j.begin(init('a1'));
+    expect(r).toMatchObject({ version: JOURNAL_VERSION, id: 'a1', seq: 1, resources: [], stateDir: j.stateDir });
+    expect(await j.read('a1')).toEqual(r);
+    await expect(j.begin(init('a1'))).rejects.toThrow(/EEXIST/);
+  });
+
+  it('rejects ids that could escape the state dir', async () => {
+    const j = fresh();
+    await expect(j.begin(init('../x'))).rejects.toThrow(/invalid env id/);
+  });
+
+  it('tracks a resource intended → created → removed, with outstanding() in between', async () => {
+    const j = fresh();
+    await j.begin(init('b2'));
+    await j.intend('b2', [{ kind: 'netns', hostId: '/run/netns/denv-b2' }, { kind: 'cgroup', hostId: '/sys/fs/cgroup/x' }]);
+    let r = (await j.read('b2'))!;
+    expect(r.resources.map((x) => x.state)).toEqual(['intended', 'intended']);
+    expect(outstanding(r)).toHaveLength(2);
+    await j.created('b2', [{ kind: 'netns', hostId: '/run/netns/denv-b2', madeByUs: true }]);
+    await j.created('b2', [{ kind: 'cgroup', hostId: '/sys/fs/cgroup/x', madeByUs: false }]);
+    r = (await j.read('b2'))!;
+    expect(r.resources).toEqual([
+      expect.objectContaining({ kind: 'netns', state: 'created', madeByUs: true }),
+      expect.objectContaining({ kind: 'cgroup', state: 'created', madeByUs: false }),
+    ]);
+    await j.removed('b2', [{ kind: 'netns', hostId: '/run/netns/denv-b2' }]);
+    r = (await j.read('b2'))!;
+    expect(outstanding(r).map((x) => x.kind)).toEqual(['cgroup']);
+    expect(r.seq).toBe(5); // begin + intend + 2×created + removed
+  });
+
+  it('serialises concurrent updates from one process (no lost writes)', async () => {
+    const j = fresh();
+    await j.begin(init('c3'));
+    await Promise.all(Array.from({ length: 40 }, (_v, i) => j.intend('c3', [{ kind: 'cgroup', hostId: `/cg/${i}` }])));
+    const r = (await j.read('c3'))!;
+    expect(r.resources).toHaveLength(40);
+    expect(r.seq).toBe(41);
+  });
+
+  it('writes atomically: no temp files remain and the file is always whole JSON', async () => {
+    const j = fresh();
+    await j.begin(init('d4'));
+    for (let i = 0; i < 20; i++) await j.update('d4', (r) => void (r.message = 'x'.repeat(i * 1000)));
+    const files = readdirSync(path.dirname(j.file('d4')));
+    expect(files.filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(() => JSON.parse(readFileSync(j.file('d4'), 'utf8')) as unknown).not.toThrow();
+    const other = path.join(j.stateDir, 'plain.json');
+    await atomicWrite(other, '{"a":1}');
+    expect(readFileSync(other, 'utf8')).toBe('{"a":1}');
+  });
+
+  it('list() returns records and reports env dirs without a readable journal', async () => {
+    const j = fresh();
+    await j.begin(init('e5'));
+    mkdirSync(path.join(j.envsDir, 'e6')); // crash between mkdir and the first write
+    mkdirSync(path.join(j.envsDir, 'e7'));
+    writeFileSync(path.join(j.envsDir, 'e7', 'journal.json'), '{"trunc');
+    writeFileSync(path.join(j.envsDir, 'NOT-AN-ID'), '');
+    const l = await j.list();
+    expect(l.records.map((r) => r.id)).toEqual(['e5']);
+    expect(l.incomplete.map((x) => x.id)).toEqual(['e6', 'e7']);
+    await expect(j.read('e7')).rejects.toBeInstanceOf(JournalCorruptError);
+  });
+
+  it('refuses records from a newer format version', async () => {
+    const j = fresh();
+    await j.begin(init('f8'));
+    const r = JSON.parse(readFileSync(j.file('f8'), 'utf8')) as { version: number };
+    r.version = JOURNAL_VERSION + 1;
+    writeFileSync(j.file('f8'), JSON.stringify(r));
+    await expect(j.read('f8')).rejects.toThrow(/newer/);
+  });
+
+  it('forget() refuses while host resources are outstanding, then deletes the env dir', async () => {
+    const j = fresh();
+    await j.begin(init('g9'));
+    await j.intend('g9', [{ kind: 'mount', hostId: '/x' }]);
+    await expect(j.forget('g9')).rejects.toThrow(/host resource/);
+    await j.removed('g9', [{ kind: 'mount', hostId: '/x' }]);
+    await j.update('g9', (r) => void (r.phase = 'Succeeded'));
+    expect(isFinished((await j.read('g9'))!)).toBe(true);
+    await j.forget('g9');
+    expect(await j.read('g9')).toBeUndefined();
+  });
+});
