@@ -34,8 +34,14 @@ function rel(k = klass): string {
 function hooks(log: string[] = []): CreateHooks & { log: string[] } {
   return {
     log,
-    intend: async (dirs) => void log.push(...dirs.map((d) => `intend ${d}`)),
-    created: async (dirs) => void log.push(...dirs.map((d) => `created ${d.dir} ${d.made}`)),
+    intend: (dirs) => {
+      log.push(...dirs.map((d) => `intend ${d}`));
+      return Promise.resolve();
+    },
+    created: (dirs) => {
+      log.push(...dirs.map((d) => `created ${d.dir} ${d.made}`));
+      return Promise.resolve();
+    },
   };
 }
 

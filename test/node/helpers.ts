@@ -66,9 +66,11 @@ export function events(stdout: string): Record<string, unknown>[] {
 }
 
 /** The final result event of `denv run --json`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- test assertions walk the JSON freely
 export function result(stdout: string): Record<string, any> {
   const r = events(stdout).find((e) => e.event === 'result');
   if (!r) throw new Error(`no result event in:\n${stdout}`);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return r as Record<string, any>;
 }
 

@@ -99,14 +99,14 @@ describe('OCI config', () => {
   });
   it('a subset of namespaces: no netns, no user mapping, no hostname, host /proc bound when no pid ns', () => {
     const s = spec({ isolation: { namespaces: ['mount', 'uts'], userNamespace: { enabled: false } } });
-    const c = buildOciConfig({ ...inputs(s), netnsPath: undefined, idRange: undefined } as OciInputs);
+    const c = buildOciConfig({ ...inputs(s), netnsPath: undefined, idRange: undefined });
     expect(c.linux.namespaces).toEqual([{ type: 'mount' }, { type: 'uts' }]);
     expect(c.linux.uidMappings).toBeUndefined();
     expect(c.mounts.find((m) => m.destination === '/proc')?.type).toBe('bind');
     expect(c.process.args.slice(0, 4)).toEqual(['/dev/init', '-g', '-s', '--']);
   });
   it('refuses a net namespace without a netns path', () => {
-    expect(() => buildOciConfig({ ...inputs(), netnsPath: undefined } as OciInputs)).toThrow(/netns path/);
+    expect(() => buildOciConfig({ ...inputs(), netnsPath: undefined })).toThrow(/netns path/);
   });
   it('noNewPrivileges and the default seccomp profile; Unconfined has none', () => {
     expect(buildOciConfig(inputs()).process.noNewPrivileges).toBe(true);
