@@ -37,6 +37,8 @@ export interface FakeNodeOptions {
   readonly hang?: boolean;
   /** Do not even start envs (they stay Scheduled). */
   readonly passive?: boolean;
+  /** Wait this long after a deletion before reporting Reclaimed=True (a slow teardown). */
+  readonly reclaimDelayMs?: number;
 }
 
 type Obj = Record<string, unknown>;
@@ -49,6 +51,7 @@ export class FakeAgent {
   private informer: Informer<EnvObject> | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly started = new Set<string>();
+  private readonly reclaiming = new Set<string>();
   private alive = false;
   /** Agent-side writes, for tests that count them. */
   writes = 0;
@@ -138,7 +141,10 @@ export class FakeAgent {
     const key = keyOf(env.metadata);
     const st = env.status ?? {};
     if (env.metadata.deletionTimestamp) {
-      if (st.conditions?.some((c) => c.type === 'Reclaimed' && c.status === 'True')) return;
+      if (st.conditions?.some((c) => c.type === 'Reclaimed' && c.status === 'True') || this.reclaiming.has(key)) return;
+      this.reclaiming.add(key);
+      if (this.opts.reclaimDelayMs) await new Promise((r) => setTimeout(r, this.opts.reclaimDelayMs));
+      if (!this.alive) return;
       const ended = st.phase === 'Succeeded' || st.phase === 'Failed';
       await this.status(env, {
         ...(ended ? {} : { phase: 'Succeeded', reason: 'Stopped', finishTime: rfc3339(Date.now()) }),
