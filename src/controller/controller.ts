@@ -80,6 +80,8 @@ export class Controller {
     private readonly kc: KubeConfig,
     readonly logger: Logger = createLogger('controller', config.logLevel),
     private readonly exit: (code: number) => void = (code) => process.exit(code),
+    /** Manual mode (tests): sync caches and serve, but run no workers and no election; the caller calls reconciler.reconcile(). */
+    private readonly manual = false,
   ) {
     this.metrics = new ControllerMetrics(() => this.envCounts());
     this.queue = new WorkQueue({
@@ -152,6 +154,7 @@ export class Controller {
     this.synced = true;
     for (const dn of this.dnodes.list()) this.monitor.check(dn.metadata.name);
     this.logger.info('caches synced', { envs: this.envs.size, disposableNodes: this.dnodes.size, nodes: this.nodes.size, leases: this.leases.size });
+    if (this.manual) return;
     if (c.resyncPeriod > 0) {
       this.resyncTimer = setInterval(() => this.enqueueAll(), c.resyncPeriod);
       this.resyncTimer.unref();
