@@ -180,6 +180,15 @@ export class Runtime {
       const on = (await readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N')).trim() === 'Y';
       if (!on) problems.push('spec.security.appArmorProfile: AppArmor is not enabled on this host');
     }
+    if (ns.includes('user')) {
+      // runc resolves the rootfs from inside the user namespace, as the mapped root: every
+      // directory on the way must be searchable by "others".
+      const paths = [this.stateDir, ...(hp !== undefined ? [hp] : [])];
+      for (const p of paths) {
+        const blocked = await firstUnsearchable(p);
+        if (blocked) problems.push(`${blocked} is not searchable by the env's mapped root user (mode lacks o+x); chmod o+x ${blocked} or use another ${p === hp ? 'rootfs' : '--state-dir'}`);
+      }
+    }
     const missing = await this.driver.unenforceable(spec.resources);
     if (missing.length && !spec.resources.bestEffort) {
       for (const m of missing) problems.push(`${m.field}: cannot be enforced on this ${this.layout.mode} cgroup host: ${m.why} (set spec.resources.bestEffort: true to run without it)`);
@@ -574,6 +583,18 @@ export class Runtime {
 /** Final states. */
 export function isTerminalPhase(p: Phase): boolean {
   return p === 'Succeeded' || p === 'Failed';
+}
+
+/** The first existing directory on the way to `p` (inclusive) that others cannot search. */
+async function firstUnsearchable(p: string): Promise<string | undefined> {
+  const parts = path.resolve(p).split('/').filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const dir = `/${parts.slice(0, i).join('/')}`;
+    const st = await stat(dir).catch(() => undefined);
+    if (!st) return undefined; // created later by us with o+x
+    if (st.isDirectory() && (st.mode & 0o001) === 0) return dir;
+  }
+  return undefined;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));

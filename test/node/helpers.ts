@@ -4,7 +4,7 @@
 // afterAll (cgroups, netns, mounts, runc containers, conmon processes).
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ export const STATE_PREFIX = 'denv-test-';
 /** A fresh state dir under the system temp dir; registered for cleanup. */
 export function stateDir(created: string[]): string {
   const d = mkdtempSync(path.join(tmpdir(), STATE_PREFIX));
+  chmodSync(d, 0o711); // the env's mapped root must be able to reach its rootfs below it
   created.push(d);
   return d;
 }
@@ -92,6 +93,11 @@ export async function cleanup(dirs: string[]): Promise<void> {
         }
       }
       await rt.teardown(r.id).catch(() => undefined);
+    }
+    // the state dir's mount anchor, if a teardown could not remove it
+    const anchor = path.join(d, 'envs');
+    if (parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint.startsWith(anchor))) {
+      await execa('umount', ['-R', '-l', anchor], { reject: false, timeout: 10_000 });
     }
     rmSync(d, { recursive: true, force: true });
   }
@@ -225,4 +231,25 @@ export async function hostSnapshot(): Promise<string[]> {
   const rl = await execa('runc', ['--root', RUNC_ROOT, 'list', '-q'], { reject: false, timeout: 10_000 });
   out.push(...String(rl.stdout).split('\n').filter(Boolean).map((c) => `runc ${c}`));
   return out.sort();
+}
+
+/** Poll `fn` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** KEY=VALUE lines of a text (the isolation probes print these). */
+export function kv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Za-z_][A-Za-z0-9_.]*)=(.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
 }

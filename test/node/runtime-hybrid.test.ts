@@ -1,0 +1,265 @@
+// End-to-end on this hybrid host through the real `denv` CLI: runc under conmon
+// with all seven namespaces, v1 limits (a memory hog is OOMKilled, a fork bomb
+// stays under pids.max), the unified tree for placement and kill, isolation
+// seen from inside the env, zombie reaping by the init, detach + stop, logs and
+// ps, and a hostPath rootfs. afterAll tears down anything a failed test left
+// and then fails if any project object remains on the host.
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument -- assertions walk the CLI's JSON output */
+import { jest } from '@jest/globals';
+import { execa } from 'execa';
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, copyFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { Journal } from '../../node-agent/journal.js';
+import { cleanup, denv, events, findLeaks, kv, manifest, result, stateDir, testId, waitFor, zombies } from './helpers.js';
+
+jest.setTimeout(120_000);
+
+const dirs: string[] = [];
+const work = stateDir(dirs);
+const measured: Record<string, number[]> = { createToRunning: [], teardown: [] };
+
+afterAll(async () => {
+  await cleanup(dirs);
+  console.log(`measured on this host (ms): ${JSON.stringify(measured)}`);
+  expect(await findLeaks()).toEqual([]);
+});
+
+function note(r: Record<string, any>): void {
+  if (typeof r.timings?.createToRunning === 'number') measured.createToRunning!.push(r.timings.createToRunning);
+  if (typeof r.timings?.teardown === 'number') measured.teardown!.push(r.timings.teardown);
+}
+
+const FAST = ['--sample-interval-ms', '200'];
+
+describe('denv run on the hybrid host', () => {
+  it('runs the workload, shows each phase, passes the exit code through, and keeps logs and ps', async () => {
+    const sd = stateDir(dirs);
+    const id = testId();
+    const m = manifest(work, 'exit-three', {
+      class: 'ci-jobs',
+      workload: { command: ['/bin/sh', '-c', 'echo to-stdout; echo to-stderr >&2; exit 3'] },
+      resources: { memory: { max: '128Mi' }, cpu: { max: '500m' }, pids: { max: 64 } },
+    });
+    const r = await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--json', ...FAST]);
+    expect(r.exitCode).toBe(3);
+    const phases = events(r.stdout)
+      .filter((e) => e.event === 'phase')
+      .map((e) => e.phase);
+    expect(phases).toEqual(['Creating', 'Running', 'Failed']);
+    const res = result(r.stdout);
+    note(res);
+    expect(res).toMatchObject({ id, phase: 'Failed', reason: 'Error', exitCode: 3, cgroupPath: `disposable.slice/ci-jobs/denv-${id}`, cgroupMode: 'hybrid', netns: `/run/netns/denv-${id}` });
+    expect(res.logTail).toContain('to-stdout');
+    expect(res.logTail).toContain('to-stderr');
+    expect(res.usage.cpuSeconds).toBeGreaterThanOrEqual(0);
+    const logs = await denv(['logs', 'exit-three', '--state-dir', sd]);
+    expect(logs.stdout.trim()).toBe('to-stdout');
+    expect(logs.stderr.trim()).toBe('to-stderr');
+    const ps = await denv(['ps', '--state-dir', sd, '--json']);
+    expect(JSON.parse(ps.stdout).envs).toEqual([expect.objectContaining({ id, name: 'exit-three', phase: 'Failed', exitCode: 3 })]);
+    // the journal shows every resource created and then removed
+    const rec = (await new Journal(sd).read(id))!;
+    const kinds = new Set(rec.resources.map((x) => x.kind));
+    for (const k of ['idRange', 'cgroup', 'netns', 'mountAnchor', 'mount', 'container', 'conmon']) expect(kinds.has(k as never)).toBe(true);
+    expect(rec.resources.every((x) => x.state === 'removed')).toBe(true);
+  });
+
+  it('a memory hog over memory.max (v1 memory.limit_in_bytes) ends OOMKilled', async () => {
+    const sd = stateDir(dirs);
+    const m = manifest(work, 'hog', {
+      workload: { command: ['/bin/sh', '-c', 'head -c 400M /dev/zero | tail; sleep 30'] },
+      resources: { memory: { max: '32Mi', swapMax: 0 } },
+      lifecycle: { timeoutSeconds: 60, gracePeriodSeconds: 1 },
+    });
+    const r = await denv(['run', '-f', m, '--state-dir', sd, '--json', ...FAST]);
+    const res = result(r.stdout);
+    note(res);
+    expect(res).toMatchObject({ phase: 'Failed', reason: 'OOMKilled' });
+    expect(res.usage.oomKills).toBeGreaterThanOrEqual(1);
+    expect(res.usage.memoryPeakBytes).toBeLessThanOrEqual(32 * 1024 * 1024);
+  });
+
+  it('a fork bomb stays under pids.max, is reclaimed as ResourceExceeded, and the host keeps forking', async () => {
+    const sd = stateDir(dirs);
+    const id = testId();
+    const m = manifest(work, 'bomb', {
+      // the classic bomb (dash gives up when fork fails), then a fork loop that keeps retrying at the limit
+      workload: {
+        command: [
+          '/bin/sh',
+          '-c',
+          '(b() { b | b & }; b) 2>/dev/null; exec python3 -c "import os, time\nwhile True:\n  try:\n    os.fork() or (time.sleep(60), os._exit(0))\n  except OSError:\n    time.sleep(0.005)"',
+        ],
+      },
+      resources: { pids: { max: 64 }, memory: { max: '256Mi' } },
+      lifecycle: { timeoutSeconds: 60, gracePeriodSeconds: 1, reclaim: { pidsAtMax: { forSeconds: 3 } } },
+    });
+    const run = denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--json', ...FAST]);
+    const pidsCurrent = `/sys/fs/cgroup/pids/disposable.slice/default/denv-${id}/pids.current`;
+    const readPids = (): number => {
+      try {
+        return Number(readFileSync(pidsCurrent, 'utf8'));
+      } catch {
+        return -1; // not created yet, or already torn down
+      }
+    };
+    await waitFor(() => readPids() >= 60, 20_000, 'the bomb to reach the limit');
+    let maxSeen = 0;
+    const t = Date.now();
+    let hostForks = 0;
+    while (Date.now() - t < 2000) {
+      const n = readPids();
+      if (n < 0) break;
+      maxSeen = Math.max(maxSeen, n);
+      const h = await execa('/bin/true', [], { reject: false, timeout: 5000 });
+      if (h.exitCode === 0) hostForks++;
+    }
+    const r = await run;
+    const res = result(r.stdout);
+    note(res);
+    expect(maxSeen).toBeLessThanOrEqual(64);
+    expect(maxSeen).toBeGreaterThan(32);
+    expect(hostForks).toBeGreaterThan(5);
+    expect(res).toMatchObject({ phase: 'Failed', reason: 'ResourceExceeded' });
+    expect(res.message).toMatch(/pids\.max=64/);
+  });
+
+  it('isolation from inside: init is PID 1, only lo, own hostname, unprivileged root, read-only cgroups, dropped caps, seccomp EPERM', async () => {
+    const sd = stateDir(dirs);
+    const id = testId();
+    const script = [
+      'echo "pid1=$(tr "\\0" " " < /proc/1/cmdline)"',
+      'echo "nprocs=$(ls /proc | grep -c "^[0-9]")"',
+      'echo "ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\\n" ",")"',
+      'echo "hostname=$(hostname)"',
+      'echo "uid_map=$(tr -s " " < /proc/self/uid_map)"',
+      'echo "uid=$(id -u)"',
+      'mkdir /sys/fs/cgroup/memory/evil 2>/dev/null; echo "cg_mkdir_rc=$?"',
+      'echo 1 2>/dev/null > /sys/fs/cgroup/pids/pids.max; echo "cg_write_rc=$?"',
+      'ip link add d0 type dummy 2>/dev/null; echo "ip_link_add_rc=$?"',
+      'grep CapEff /proc/self/status | sed "s/CapEff:\\t/capeff=/"',
+      'grep NoNewPrivs /proc/self/status | sed "s/NoNewPrivs:\\t/nnp=/"',
+      'unshare -U true 2>/dev/null; echo "unshare_rc=$?"',
+      'python3 -c "import ctypes; l=ctypes.CDLL(None, use_errno=True); r=l.syscall(250, 0, -2, 0, 0, 0); print(\'keyctl=%d,%d\' % (r, ctypes.get_errno()))"',
+      'python3 -c "import ctypes; l=ctypes.CDLL(None, use_errno=True); r=l.syscall(165, b\'none\', b\'/mnt\', b\'tmpfs\', 0, 0); print(\'mount=%d,%d\' % (r, ctypes.get_errno()))"',
+      'touch /etc/denv-probe 2>/dev/null; echo "rootfs_write_rc=$?"',
+      'touch /tmp/x && echo "tmp_write=ok"',
+      'echo ready',
+      'sleep 120',
+    ].join('\n');
+    const m = manifest(work, 'iso', { workload: { command: ['/bin/sh', '-c', script] }, resources: { pids: { max: 100 } } });
+    const before = hostname();
+    const d = await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--detach', ...FAST]);
+    expect(d.exitCode).toBe(0);
+    expect(d.stdout.trim()).toBe(id);
+    const out = await waitFor(async () => {
+      const l = await denv(['logs', id, '--state-dir', sd]);
+      return l.stdout.includes('ready') ? l.stdout : undefined;
+    }, 30_000, 'the probe to finish');
+    const v = kv(out);
+    expect(v.pid1).toMatch(/^\/dev\/init -g -- \/bin\/sh -c/);
+    expect(Number(v.nprocs)).toBeLessThan(8);
+    expect(v.ifaces).toBe('lo,');
+    expect(v.hostname).toBe('iso');
+    expect(hostname()).toBe(before);
+    expect(v.uid).toBe('0');
+    const [inside, hostStart, size] = (v.uid_map ?? '').trim().split(' ').map(Number);
+    expect(inside).toBe(0);
+    expect(hostStart).toBeGreaterThanOrEqual(1_000_000_000);
+    expect(size).toBe(65536);
+    expect(v.cg_mkdir_rc).not.toBe('0');
+    expect(v.cg_write_rc).not.toBe('0');
+    expect(v.ip_link_add_rc).not.toBe('0');
+    expect((BigInt(`0x${v.capeff}`) >> 12n) & 1n).toBe(0n); // CAP_NET_ADMIN (12) is not effective
+    expect((BigInt(`0x${v.capeff}`) >> 21n) & 1n).toBe(0n); // CAP_SYS_ADMIN (21) is not effective
+    expect(v.nnp).toBe('1');
+    expect(v.unshare_rc).not.toBe('0');
+    expect(v.keyctl).toBe('-1,1'); // EPERM from seccomp: keyctl is otherwise allowed to any process
+    expect(v.mount).toBe('-1,1');
+    expect(v.rootfs_write_rc).not.toBe('0');
+    expect(v.tmp_write).toBe('ok');
+    // from the host: the env's processes run as the unprivileged mapped uid, inside our cgroups and netns
+    const rec = (await new Journal(sd).read(id))!;
+    const status = readFileSync(`/proc/${rec.pids.container!}/status`, 'utf8');
+    expect(status).toMatch(new RegExp(`^Uid:\\s+${hostStart}\\s`, 'm'));
+    expect(readFileSync(`/proc/${rec.pids.container!}/cgroup`, 'utf8')).toContain(`0::/disposable.slice/default/denv-${id}`);
+    const ns = await execa('ip', ['netns', 'list'], { timeout: 10_000 });
+    expect(ns.stdout).toContain(`denv-${id}`);
+    expect(rec.pids.supervisor).toBeGreaterThan(0);
+    const ps = await denv(['ps', '--state-dir', sd]);
+    expect(ps.stdout).toMatch(new RegExp(`iso\\s+${id}\\s+default\\s+Running`));
+    const stop = await denv(['stop', 'iso', '--state-dir', sd, '--json']);
+    expect(stop.exitCode).toBe(0);
+    const stopped = JSON.parse(stop.stdout);
+    note(stopped);
+    expect(stopped).toMatchObject({ phase: 'Failed', reason: 'Stopped', exitCode: 143 });
+    await waitFor(() => {
+      try {
+        process.kill(rec.pids.supervisor!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 10_000, 'the supervisor to exit');
+  });
+
+  it('the init reaps orphans: 200 double-forked children that exit leave no zombie', async () => {
+    const sd = stateDir(dirs);
+    const id = testId();
+    const script = [
+      'for i in $(seq 200); do ( sh -c "sleep 0.3" & ) ; done',
+      'sleep 2',
+      'echo "zombies_inside=$(ps -eo stat= | grep -c "^Z")"',
+      'echo "procs_inside=$(ps -eo pid= | wc -l)"',
+      'echo ready',
+      'sleep 60',
+    ].join('\n');
+    const m = manifest(work, 'orphans', { workload: { command: ['/bin/sh', '-c', script] }, resources: { pids: { max: 512 } } });
+    expect((await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--detach', ...FAST])).exitCode).toBe(0);
+    const out = await waitFor(async () => {
+      const l = await denv(['logs', id, '--state-dir', sd]);
+      return l.stdout.includes('ready') ? l.stdout : undefined;
+    }, 30_000, 'the orphans to exit');
+    expect(kv(out).zombies_inside).toBe('0');
+    // and from the host: nothing in the env's cgroup is a zombie
+    const procs = readFileSync(`/sys/fs/cgroup/unified/disposable.slice/default/denv-${id}/cgroup.procs`, 'utf8').trim().split('\n').map(Number);
+    expect(zombies(procs)).toEqual([]);
+    expect(procs.length).toBeLessThan(6);
+    const stop = await denv(['stop', id, '--state-dir', sd, '--json']);
+    expect(JSON.parse(stop.stdout)).toMatchObject({ reason: 'Stopped' });
+  });
+
+  it('runs on a hostPath rootfs (a busybox tree) read-only', async () => {
+    const sd = stateDir(dirs);
+    const root = path.join(work, `rootfs-${testId()}`);
+    for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'run', 'etc']) mkdirSync(path.join(root, d), { recursive: true });
+    copyFileSync('/bin/busybox', path.join(root, 'bin/busybox'));
+    chmodSync(path.join(root, 'bin/busybox'), 0o755);
+    for (const t of ['sh', 'ls', 'cat', 'echo', 'touch']) symlinkSync('busybox', path.join(root, 'bin', t));
+    chmodSync(root, 0o755);
+    const m = manifest(work, 'busybox', {
+      workload: { command: ['/bin/sh', '-c', 'echo "root=$(ls / | tr "\\n" " ")"; touch /etc/x 2>/dev/null; echo "write_rc=$?"'] },
+      rootfs: { hostPath: root, readOnly: true },
+    });
+    const r = await denv(['run', '-f', m, '--state-dir', sd, '--json', ...FAST]);
+    const res = result(r.stdout);
+    note(res);
+    expect(res).toMatchObject({ phase: 'Succeeded', reason: 'Completed', exitCode: 0 });
+    const v = kv(res.logTail);
+    expect(v.root?.trim().split(' ').sort()).toEqual(['bin', 'dev', 'etc', 'proc', 'run', 'sys', 'tmp']);
+    expect(v.write_rc).not.toBe('0');
+  });
+
+  it('best effort runs a spec with memory.high on v1 and reports what was not enforced', async () => {
+    const sd = stateDir(dirs);
+    const m = manifest(work, 'besteffort', {
+      workload: { command: ['/bin/true'] },
+      resources: { memory: { max: '64Mi', high: '48Mi' }, bestEffort: true },
+    });
+    const r = await denv(['run', '-f', m, '--state-dir', sd, '--json', ...FAST]);
+    const running = events(r.stdout).find((e) => e.phase === 'Running') as Record<string, any>;
+    expect(running.message).toMatch(/best effort: not enforced: spec.resources.memory.high/);
+    expect(result(r.stdout)).toMatchObject({ reason: 'Completed' });
+  });
+});
