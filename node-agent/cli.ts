@@ -123,3 +123,12 @@ export function recordJson(r: EnvRecord): Record<string, unknown> {
     pids: r.pids,
   };
 }
+
+/** Run a flag parser; its errors (unknown flag, missing value) become `usage(message)` so the CLI exits 2. */
+export function parseOrUsage<T>(parse: () => T, usage: (message: string) => Error): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw usage((err as Error).message);
+  }
+}

@@ -1,7 +1,9 @@
 /** `denv doctor`: what this host is and what it can and cannot enforce, before anyone runs an env on it. */
 import { parseArgs } from 'node:util';
 import { probeHost, type HostProbe } from '../../../node-agent/probe.js';
+import { parseOrUsage } from '../../../node-agent/cli.js';
 import type { Command } from '../main.js';
+import { UsageError } from '../main.js';
 
 function print(p: HostProbe): void {
   const lines = [
@@ -33,11 +35,11 @@ export function canRunEnvs(p: HostProbe): boolean {
 export const command: Command = {
   summary: 'probe this host: cgroup mode, controllers, kernel, user namespaces, runtime tools, what can be enforced',
   async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({
+    const { values } = parseOrUsage(() => parseArgs({
       args: argv,
       options: { json: { type: 'boolean' }, 'runtime-path': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
-    });
+    }), (m) => new UsageError(m));
     if (values.help) {
       console.log('usage: denv doctor [--json] [--runtime-path PATH]\n\nExit 0 when this host can run envs, 1 otherwise.');
       return 0;

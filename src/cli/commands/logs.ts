@@ -1,6 +1,6 @@
 /** `denv logs NAME [-f]`: the workload's output (conmon's CRI log), optionally following it until the env ends. */
 import { parseArgs } from 'node:util';
-import { findEnv, openRuntime, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP } from '../../../node-agent/cli.js';
+import { findEnv, openRuntime, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP, parseOrUsage } from '../../../node-agent/cli.js';
 import { isFinished } from '../../../node-agent/journal.js';
 import { followUntil, LogFollower } from '../../../node-agent/logs.js';
 import { envPaths } from '../../../node-agent/names.js';
@@ -10,12 +10,12 @@ import { UsageError } from '../main.js';
 export const command: Command = {
   summary: "print an env's output; -f follows it until the env ends",
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseArgs({
+    const { values, positionals } = parseOrUsage(() => parseArgs({
       args: argv,
       options: { ...RUNTIME_FLAGS, follow: { type: 'boolean', short: 'f' }, timestamps: { type: 'boolean', short: 't' } },
       strict: true,
       allowPositionals: true,
-    });
+    }), (m) => new UsageError(m));
     if (values.help) {
       console.log(`usage: denv logs NAME|ID [-f] [-t]\n  -f, --follow       keep printing until the env has finished\n  -t, --timestamps   prefix each line with its time\n${RUNTIME_FLAGS_HELP}`);
       return 0;

@@ -1,12 +1,13 @@
 /** `denv ps`: the envs of a state dir, live and recently finished (until their TTL expires). */
 import { parseArgs } from 'node:util';
-import { age, expireFinished, openRuntime, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP } from '../../../node-agent/cli.js';
+import { age, expireFinished, openRuntime, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP, parseOrUsage } from '../../../node-agent/cli.js';
 import type { Command } from '../main.js';
+import { UsageError } from '../main.js';
 
 export const command: Command = {
   summary: 'list envs on this host (phase, reason, exit code, age)',
   async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, options: { ...RUNTIME_FLAGS }, strict: true });
+    const { values } = parseOrUsage(() => parseArgs({ args: argv, options: { ...RUNTIME_FLAGS }, strict: true }), (m) => new UsageError(m));
     if (values.help) {
       console.log(`usage: denv ps [flags]\n${RUNTIME_FLAGS_HELP}`);
       return 0;

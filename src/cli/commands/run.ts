@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '../../api/validate.js';
-import { expireFinished, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP } from '../../../node-agent/cli.js';
+import { expireFinished, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP, parseOrUsage } from '../../../node-agent/cli.js';
 import type { EnvRecord } from '../../../node-agent/journal.js';
 import { followUntil, LogFollower } from '../../../node-agent/logs.js';
 import { envPaths } from '../../../node-agent/names.js';
@@ -50,7 +50,7 @@ function interval(v: Values): number | undefined {
 export const command: Command = {
   summary: 'run a DisposableEnv on this host: create, limit, run, watch, tear down',
   async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true });
+    const { values } = parseOrUsage(() => parseArgs({ args: argv, options: OPTIONS, strict: true }), (m) => new UsageError(m));
     if (values.help) {
       console.log(HELP);
       return 0;

@@ -5,7 +5,7 @@
  * over and supervises the env to its end itself.
  */
 import { parseArgs } from 'node:util';
-import { findEnv, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP } from '../../../node-agent/cli.js';
+import { findEnv, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP, parseOrUsage } from '../../../node-agent/cli.js';
 import { isFinished, type EnvRecord } from '../../../node-agent/journal.js';
 import { pidAlive, requestStop, supervise } from '../../../node-agent/supervisor.js';
 import type { Runtime } from '../../../node-agent/runtime.js';
@@ -15,7 +15,7 @@ import { UsageError } from '../main.js';
 export const command: Command = {
   summary: 'stop a running env (SIGTERM, grace period, kill the cgroup, tear down)',
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseArgs({ args: argv, options: { ...RUNTIME_FLAGS, 'kill-method': { type: 'string' } }, strict: true, allowPositionals: true });
+    const { values, positionals } = parseOrUsage(() => parseArgs({ args: argv, options: { ...RUNTIME_FLAGS, 'kill-method': { type: 'string' } }, strict: true, allowPositionals: true }), (m) => new UsageError(m));
     if (values.help) {
       console.log(`usage: denv stop NAME|ID [flags]\n${RUNTIME_FLAGS_HELP}`);
       return 0;

@@ -4,7 +4,7 @@
  * torn down; SIGTERM/SIGINT/SIGHUP stop the env (reason Stopped) cleanly.
  */
 import { parseArgs } from 'node:util';
-import { openRuntime, RUNTIME_FLAGS } from '../../../node-agent/cli.js';
+import { openRuntime, RUNTIME_FLAGS, parseOrUsage } from '../../../node-agent/cli.js';
 import { assertEnvId } from '../../../node-agent/names.js';
 import { supervise } from '../../../node-agent/supervisor.js';
 import type { Verdict } from '../../../node-agent/lifecycle.js';
@@ -14,11 +14,11 @@ import { UsageError } from '../main.js';
 export const command: Command = {
   summary: '(internal) supervise one detached env until it is torn down',
   async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({
+    const { values } = parseOrUsage(() => parseArgs({
       args: argv,
       options: { ...RUNTIME_FLAGS, id: { type: 'string' }, 'sample-interval-ms': { type: 'string' }, 'kill-method': { type: 'string' } },
       strict: true,
-    });
+    }), (m) => new UsageError(m));
     if (values.help) {
       console.log('usage: denv supervise --id ID --state-dir DIR [--sample-interval-ms N]');
       return 0;
