@@ -117,6 +117,7 @@ export function recordJson(r: EnvRecord): Record<string, unknown> {
     finishTime: r.finishTime,
     exitCode: r.exitCode,
     usage: r.usage,
+    stats: r.stats,
     logTail: r.logTail,
     leaks: r.leaks,
     timings: r.timings,

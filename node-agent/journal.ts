@@ -25,6 +25,7 @@ import path from 'node:path';
 import type { EnvSpec, Usage } from '../src/api/env.js';
 import type { Phase, Reason } from '../src/api/constants.js';
 import { assertEnvId, envPaths, isEnvId } from './names.js';
+import type { CgroupStats } from './cgroup/types.js';
 
 /** Journal format version; bump on incompatible changes (readers refuse newer versions). */
 export const JOURNAL_VERSION = 1;
@@ -104,6 +105,8 @@ export interface EnvRecord {
   resources: ResourceEntry[];
   exitCode?: number;
   usage?: Usage;
+  /** The env cgroup's last stats before teardown (throttling, OOM and pids events the API usage omits). */
+  stats?: CgroupStats;
   logTail?: string;
   leaks?: LeakReport[];
   /** Milliseconds spent in each create/teardown step (createToRunning, teardown, cgroup, netns, …). */

@@ -58,13 +58,22 @@ function topMountAt(table: readonly MountEntry[], dir: string): MountEntry | und
   return at[at.length - 1];
 }
 
-/** Unmount the anchor unless another env still has a mount under it or a file open. */
+/**
+ * Unmount the anchor unless another env still has a mount under it. A plain
+ * umount also fails while a file below it is open (a log being followed, a
+ * journal being replaced): that is retried briefly, then left for the next
+ * teardown or the GC pass.
+ */
 export async function removeAnchorIfUnused(tools: MountTools, dir: string): Promise<boolean> {
-  const table = await mountTable();
-  if (!isMountPoint(table, dir)) return true;
-  if (mountsUnder(table, dir).some((m) => m.mountPoint !== dir)) return false;
-  const r = await run(tools.umount, [dir], { timeoutMs: TIMEOUT, allowFailure: true });
-  return r.exitCode === 0 && !isMountPoint(await mountTable(), dir);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const table = await mountTable();
+    if (!isMountPoint(table, dir)) return true;
+    if (mountsUnder(table, dir).some((m) => m.mountPoint !== dir)) return false;
+    const r = await run(tools.umount, [dir], { timeoutMs: TIMEOUT, allowFailure: true });
+    if (r.exitCode === 0 && !isMountPoint(await mountTable(), dir)) return true;
+    await new Promise((res) => setTimeout(res, 20 * (attempt + 1)));
+  }
+  return false;
 }
 
 /**

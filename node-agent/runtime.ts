@@ -15,7 +15,7 @@ import type { Phase } from '../src/api/constants.js';
 import { procState } from '../src/core/procfs.js';
 import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
-import type { CgroupDriver, KillMethod } from './cgroup/types.js';
+import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
 import { conmonCreate, logTail, readExitCode, runcDelete, runcKill, runcStart } from './conmon.js';
 import { releaseIdRange, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
@@ -421,14 +421,14 @@ export class Runtime {
   async finish(id: string, verdict?: Verdict): Promise<EnvRecord> {
     const r0 = await this.mustRead(id);
     const p = envPaths(this.stateDir, id);
-    const stats = await this.driver.stats(r0.cgroupPath).catch(() => ({}));
+    const stats: CgroupStats = await this.driver.stats(r0.cgroupPath).catch(() => ({}));
     const exitCode = await readExitCode(p.exitFile);
     const tail = logTail(await readFile(p.log, 'utf8').catch(() => ''));
     const leaks = await this.teardown(id);
     const o = outcome({
       ...(verdict ? { verdict } : {}),
       ...(exitCode !== undefined ? { exitCode } : {}),
-      oomKills: (stats as { oomKills?: number }).oomKills ?? 0,
+      oomKills: stats.oomKills ?? 0,
       onOOMKill: r0.spec.lifecycle.reclaim.onOOMKill,
       leaks: leaks.map((l) => `${l.what}: ${l.detail}`),
     });
@@ -439,6 +439,7 @@ export class Runtime {
       r.finishTime = new Date().toISOString();
       if (exitCode !== undefined) r.exitCode = exitCode;
       r.usage = usageFromStats(stats);
+      r.stats = stats;
       r.logTail = tail;
       if (leaks.length) r.leaks = leaks;
     });
