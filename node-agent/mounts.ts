@@ -4,12 +4,11 @@
  * recursive, read-only, slave bind of `/` under its own directory — a mount the
  * env owns and teardown removes.
  *
- * Every such bind lives under an *anchor*: `<state-dir>/envs` bound onto itself
- * and made unbindable. `mount --rbind /` skips unbindable mounts, so one env's
- * rootfs never contains another's (no mount explosion, no EBUSY on the other
- * env's teardown), and nothing under the anchor propagates into other mount
- * namespaces. The anchor is removed when the last env under it is gone (a plain
- * umount fails with EBUSY while any env still has a mount below it).
+ * Every such bind lives under an *anchor*: the env's bundle directory bound
+ * onto itself and made unbindable. `mount --rbind /` skips unbindable mounts,
+ * so one env's rootfs never contains another's (no mount explosion, no EBUSY
+ * on the other env's teardown), and nothing under an anchor propagates into
+ * other mount namespaces. Each env owns its anchor and teardown removes it.
  */
 import { readFile } from 'node:fs/promises';
 import { parseMountinfo, type MountEntry } from '../src/core/procfs.js';
@@ -59,28 +58,10 @@ function topMountAt(table: readonly MountEntry[], dir: string): MountEntry | und
 }
 
 /**
- * Unmount the anchor unless another env still has a mount under it. A plain
- * umount also fails while a file below it is open (a log being followed, a
- * journal being replaced): that is retried briefly, then left for the next
- * teardown or the GC pass.
- */
-export async function removeAnchorIfUnused(tools: MountTools, dir: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const table = await mountTable();
-    if (!isMountPoint(table, dir)) return true;
-    if (mountsUnder(table, dir).some((m) => m.mountPoint !== dir)) return false;
-    const r = await run(tools.umount, [dir], { timeoutMs: TIMEOUT, allowFailure: true });
-    if (r.exitCode === 0 && !isMountPoint(await mountTable(), dir)) return true;
-    await new Promise((res) => setTimeout(res, 20 * (attempt + 1)));
-  }
-  return false;
-}
-
-/**
  * Bind the host's `/` at `target` recursively, read-only, as a slave; `anchor`
- * must be an ancestor anchor made by {@link ensureAnchor}. Copies of other
- * runtimes' netns handles (/run/netns) are dropped from the copy. On failure
- * everything mounted here is removed again.
+ * must be the anchor made by {@link ensureAnchor} directly above it. Copies of
+ * netns handles (/run/netns) are dropped from the copy. On failure everything
+ * mounted here is removed again.
  */
 export async function bindHostRoot(tools: MountTools, target: string, anchor: string): Promise<void> {
   try {
@@ -95,7 +76,7 @@ export async function bindHostRoot(tools: MountTools, target: string, anchor: st
     const anchorMount = topMountAt(table, anchor);
     const top = topMountAt(table, target);
     if (!anchorMount || !top || top.parentId !== anchorMount.id) {
-      throw new Error(`mount: ${target} is not directly under the anchor ${anchor} (it was removed concurrently)`);
+      throw new Error(`mount: ${target} is not directly under its anchor ${anchor}`);
     }
     for (const m of mountsUnder(table, target)) await remountReadOnly(tools, m);
   } catch (err) {

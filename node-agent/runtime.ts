@@ -20,7 +20,7 @@ import { conmonCreate, logTail, readExitCode, runcDelete, runcKill, runcStart } 
 import { releaseIdRange, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
-import { bindHostRoot, ensureAnchor, removeAnchorIfUnused, unmountTree } from './mounts.js';
+import { bindHostRoot, ensureAnchor, unmountTree } from './mounts.js';
 import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId } from './names.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
 import { buildOciConfig, type InitKind } from './oci.js';
@@ -325,22 +325,16 @@ export class Runtime {
 
   private async makeRootfs(id: string, tools: Tools): Promise<void> {
     const p = envPaths(this.stateDir, id);
-    const anchor = this.journal.envsDir;
+    // The env's bundle dir is its own anchor (an unbindable self-bind): rbinds of `/` made for
+    // other envs skip it, so no env's rootfs ever contains another's.
+    const anchor = p.bundle;
     await mkdir(p.rootfs, { recursive: true, mode: 0o711 });
-    for (let attempt = 1; ; attempt++) {
-      await this.journal.intend(id, [{ kind: 'mountAnchor', hostId: anchor }]);
-      const made = await ensureAnchor(tools, anchor);
-      await this.journal.created(id, [{ kind: 'mountAnchor', hostId: anchor, madeByUs: made }]);
-      await this.journal.intend(id, [{ kind: 'mount', hostId: p.rootfs }]);
-      try {
-        await bindHostRoot(tools, p.rootfs, anchor);
-        await this.journal.created(id, [{ kind: 'mount', hostId: p.rootfs, madeByUs: true }]);
-        return;
-      } catch (err) {
-        // another env's teardown may have removed the anchor between our two steps: retry once more
-        if (attempt >= 3 || !/not directly under the anchor/.test((err as Error).message)) throw err;
-      }
-    }
+    await this.journal.intend(id, [{ kind: 'mountAnchor', hostId: anchor }]);
+    const made = await ensureAnchor(tools, anchor);
+    await this.journal.created(id, [{ kind: 'mountAnchor', hostId: anchor, madeByUs: made }]);
+    await this.journal.intend(id, [{ kind: 'mount', hostId: p.rootfs }]);
+    await bindHostRoot(tools, p.rootfs, anchor);
+    await this.journal.created(id, [{ kind: 'mount', hostId: p.rootfs, madeByUs: true }]);
   }
 
   private async launch(record: EnvRecord, tools: Tools): Promise<void> {
@@ -535,8 +529,7 @@ export class Runtime {
       await this.journal.removed(r.id, [{ kind: 'mount', hostId: m.hostId }]);
     }
     for (const a of outstanding(r).filter((x) => x.kind === 'mountAnchor')) {
-      // shared with other envs of this state dir: released by us, removed when nobody uses it
-      await removeAnchorIfUnused(tools, a.hostId);
+      await unmountTree(tools, a.hostId);
       await this.journal.removed(r.id, [{ kind: 'mountAnchor', hostId: a.hostId }]);
     }
   }

@@ -11,6 +11,9 @@ import { chmodSync, mkdirSync, readFileSync, symlinkSync, copyFileSync } from 'n
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
+import { Runtime } from '../../node-agent/runtime.js';
+import { parseSpec } from '../../src/api/validate.js';
+import { parseMountinfo } from '../../src/core/procfs.js';
 import { cleanup, denv, events, findLeaks, kv, manifest, result, stateDir, testId, waitFor, zombies } from './helpers.js';
 
 jest.setTimeout(120_000);
@@ -251,6 +254,35 @@ describe('denv run on the hybrid host', () => {
     const v = kv(res.logTail);
     expect(v.root?.trim().split(' ').sort()).toEqual(['bin', 'dev', 'etc', 'proc', 'run', 'sys', 'tmp']);
     expect(v.write_rc).not.toBe('0');
+  });
+
+  it('two envs on the host root at once: neither rootfs contains the other (no mount explosion), each has its own anchor', async () => {
+    const sd = stateDir(dirs);
+    const rt = await Runtime.open({ stateDir: sd });
+    const spec = parseSpec({ workload: { command: ['/bin/sh', '-c', 'sleep 60'] }, lifecycle: { gracePeriodSeconds: 1 } });
+    const a = await rt.create({ name: 'twin-a', spec, id: testId() });
+    const b = await rt.create({ name: 'twin-b', spec, id: testId() });
+    const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+    const hostMounts = table.filter((m) => !m.mountPoint.startsWith(sd)).length;
+    for (const [me, other] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const root = path.join(sd, 'envs', me.id, 'bundle/rootfs');
+      const mine = table.filter((m) => m.mountPoint === root || m.mountPoint.startsWith(`${root}/`));
+      expect(mine.some((m) => m.mountPoint.includes(`/envs/${other.id}/`))).toBe(false);
+      expect(mine.length).toBeLessThanOrEqual(hostMounts);
+      // every visible mount is read-only (a mount hidden under another stacked at the same point is unreachable)
+      const visible = mine.filter((m, i) => !mine.slice(i + 1).some((x) => x.mountPoint === m.mountPoint));
+      expect(visible.filter((m) => !m.options.split(',').includes('ro')).map((m) => m.mountPoint)).toEqual([]);
+      const anchor = table.filter((m) => m.mountPoint === path.join(sd, 'envs', me.id, 'bundle'));
+      expect(anchor.at(-1)?.optionalFields).toContain('unbindable');
+    }
+    for (const r of [a, b]) {
+      await rt.killAll(r);
+      const final = await rt.finish(r.id, { reason: 'Stopped', message: 'test' });
+      expect(final).toMatchObject({ reason: 'Stopped', exitCode: 137 });
+    }
   });
 
   it('best effort runs a spec with memory.high on v1 and reports what was not enforced', async () => {
