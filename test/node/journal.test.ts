@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSpec } from '../../src/api/validate.js';
+import { expireFinished } from '../../node-agent/cli.js';
 import { atomicWrite, isFinished, Journal, JOURNAL_VERSION, JournalCorruptError, outstanding, type NewEnvRecord } from '../../node-agent/journal.js';
 
 const dirs: string[] = [];
@@ -119,5 +120,22 @@ describe('Journal', () => {
     expect(isFinished((await j.read('g9'))!)).toBe(true);
     await j.forget('g9');
     expect(await j.read('g9')).toBeUndefined();
+  });
+
+  it('expireFinished forgets finished envs after ttlSecondsAfterFinished, never live or leaky ones', async () => {
+    const j = fresh();
+    const t = Date.parse('2026-01-01T00:00:00Z');
+    for (const id of ['h1', 'h2', 'h3', 'h4']) await j.begin(init(id));
+    const finish = (id: string, at: number) =>
+      j.update(id, (r) => {
+        r.phase = 'Succeeded';
+        r.finishTime = new Date(at).toISOString();
+      });
+    await finish('h1', t - 301_000); // default TTL 300 s: expired
+    await finish('h2', t - 299_000); // not yet
+    await finish('h3', t - 999_000);
+    await j.intend('h3', [{ kind: 'netns', hostId: '/run/netns/denv-h3' }]); // still holds a host resource
+    expect(await expireFinished(j, t)).toEqual(['h1']);
+    expect((await j.list()).records.map((r) => r.id)).toEqual(['h2', 'h3', 'h4']);
   });
 });

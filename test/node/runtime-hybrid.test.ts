@@ -209,6 +209,40 @@ describe('denv run on the hybrid host', () => {
     }, 10_000, 'the supervisor to exit');
   });
 
+  it('denv logs -f follows the output until the env ends', async () => {
+    const sd = stateDir(dirs);
+    const m = manifest(work, 'ticker', { workload: { command: ['/bin/sh', '-c', 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.4; done; echo done >&2'] } });
+    expect((await denv(['run', '-f', m, '--state-dir', sd, '--detach', ...FAST])).exitCode).toBe(0);
+    const f = await denv(['logs', '-f', 'ticker', '--state-dir', sd], { timeoutMs: 30_000 });
+    expect(f.exitCode).toBe(0);
+    expect(f.stdout.trim().split('\n')).toEqual(['tick 1', 'tick 2', 'tick 3', 'tick 4', 'tick 5']);
+    expect(f.stderr.trim()).toBe('done');
+    const ps = JSON.parse((await denv(['ps', '--state-dir', sd, '--json'])).stdout);
+    expect(ps.envs[0]).toMatchObject({ name: 'ticker', phase: 'Succeeded', reason: 'Completed' });
+  });
+
+  it('denv stop takes over when the detached supervisor died (conmon kept the workload alive)', async () => {
+    const sd = stateDir(dirs);
+    const id = testId();
+    const m = manifest(work, 'orphaned', { workload: { command: ['/bin/sh', '-c', 'sleep 120'] }, lifecycle: { gracePeriodSeconds: 2 } });
+    expect((await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--detach', ...FAST])).exitCode).toBe(0);
+    const rec = (await new Journal(sd).read(id))!;
+    process.kill(rec.pids.supervisor!, 'SIGKILL');
+    await waitFor(() => {
+      try {
+        process.kill(rec.pids.supervisor!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 5000, 'the supervisor to die');
+    // the workload is still running under conmon
+    expect(readFileSync(`/proc/${rec.pids.container!}/cmdline`, 'utf8')).toContain('/dev/init');
+    const stop = await denv(['stop', 'orphaned', '--state-dir', sd, '--json']);
+    expect(stop.exitCode).toBe(0);
+    expect(JSON.parse(stop.stdout)).toMatchObject({ phase: 'Failed', reason: 'Stopped', exitCode: 143 });
+  });
+
   it('the init reaps orphans: 200 double-forked children that exit leave no zombie', async () => {
     const sd = stateDir(dirs);
     const id = testId();
