@@ -24,6 +24,7 @@ export interface RuntimeFlagValues {
   'runtime-path'?: string;
   'cgroup-root'?: string;
   'kill-method'?: string;
+  logSizeMax?: number;
 }
 
 /** Help text for the shared flags. */
@@ -43,6 +44,7 @@ export async function openRuntime(v: RuntimeFlagValues): Promise<Runtime> {
     ...(v['runtime-path'] !== undefined ? { runtimePath: v['runtime-path'] } : {}),
     ...(v['cgroup-root'] !== undefined ? { cgroupRoot: v['cgroup-root'] } : {}),
     ...(km !== undefined ? { killMethod: km } : {}),
+    ...(v.logSizeMax !== undefined ? { logSizeMax: v.logSizeMax } : {}),
   });
 }
 

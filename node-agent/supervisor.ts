@@ -94,12 +94,25 @@ export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions 
       r = await rt.beginTermination(id, loop.verdict, policy.graceMs);
       opts.onPhase?.(r);
     }
-    await sleep(interval);
+    // the exit is watched more often than the kernel is sampled, so a finished workload is noticed fast
+    if (await exitedWithin(exitFile, interval)) break;
   }
   const final = await rt.finish(id, loop.verdict);
   await unlink(envPaths(rt.stateDir, id).stopRequest).catch(() => undefined);
   opts.onPhase?.(final);
   return final;
+}
+
+const EXIT_POLL_MS = 50;
+
+/** Wait up to `ms`, returning early (true) once conmon has written the exit file. */
+async function exitedWithin(exitFile: string, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    await sleep(Math.min(EXIT_POLL_MS, until - Date.now()));
+    if ((await readExitCode(exitFile)) !== undefined) return true;
+  }
+  return false;
 }
 
 function adoptTermination(r: EnvRecord, loop: Loop): void {

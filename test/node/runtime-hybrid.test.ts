@@ -7,7 +7,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument -- assertions walk the CLI's JSON output */
 import { jest } from '@jest/globals';
 import { execa } from 'execa';
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, copyFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
@@ -241,6 +241,17 @@ describe('denv run on the hybrid host', () => {
     const stop = await denv(['stop', 'orphaned', '--state-dir', sd, '--json']);
     expect(stop.exitCode).toBe(0);
     expect(JSON.parse(stop.stdout)).toMatchObject({ phase: 'Failed', reason: 'Stopped', exitCode: 143 });
+  });
+
+  it('conmon caps the workload log at --log-size-max', async () => {
+    const sd = stateDir(dirs);
+    const id = testId();
+    const m = manifest(work, 'chatty', { workload: { command: ['/bin/sh', '-c', 'i=0; while [ $i -lt 3000 ]; do echo "line $i of a chatty workload"; i=$((i+1)); done'] } });
+    const r = await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--json', '--log-size-max', '8192', ...FAST]);
+    expect(result(r.stdout)).toMatchObject({ reason: 'Completed' });
+    const size = statSync(path.join(sd, 'envs', id, 'workload.log')).size;
+    expect(size).toBeLessThanOrEqual(8192 + 200);
+    expect(result(r.stdout).logTail).toContain('line 2999 of a chatty workload');
   });
 
   it('the init reaps orphans: 200 double-forked children that exit leave no zombie', async () => {

@@ -26,6 +26,7 @@ Runs the DisposableEnv in FILE on this host and exits with its exit code.
   --detach                 return once it runs; a detached supervisor enforces its lifecycle
   --id ID                  env id (default: generated)
   --sample-interval-ms N   how often the kernel is sampled (default 1000)
+  --log-size-max BYTES     cap on the workload log file kept by conmon (default 10485760)
 ${RUNTIME_FLAGS_HELP}`;
 
 const OPTIONS = {
@@ -34,6 +35,7 @@ const OPTIONS = {
   detach: { type: 'boolean' },
   id: { type: 'string' },
   'sample-interval-ms': { type: 'string' },
+  'log-size-max': { type: 'string' },
   'kill-method': { type: 'string' },
 } as const;
 
@@ -44,6 +46,12 @@ function interval(v: Values): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 20 || n > 60_000) throw new UsageError('--sample-interval-ms must be an integer between 20 and 60000');
+  return n;
+}
+
+function logCap(raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1024 || n > 2 ** 40) throw new UsageError('--log-size-max must be an integer number of bytes, at least 1024');
   return n;
 }
 
@@ -62,7 +70,7 @@ export const command: Command = {
     const env = envs[0]!;
     const name = env.metadata.name;
     if (!name) throw new ValidationError([`${values.file}: metadata.name is required`]);
-    const rt = await openRuntime(values);
+    const rt = await openRuntime({ ...values, ...(values['log-size-max'] !== undefined ? { logSizeMax: logCap(values['log-size-max']) } : {}) });
     await expireFinished(rt.journal, Date.now()).catch(() => undefined);
     const show = (r: EnvRecord): void => {
       if (values.json) console.log(JSON.stringify({ event: 'phase', ...recordJson(r) }));
