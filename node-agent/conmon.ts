@@ -26,6 +26,8 @@ export interface ConmonLaunch {
   readonly socketDir: string;
   /** conmon's own output (its errors), a file in the env dir. */
   readonly conmonLog: string;
+  /** conmon's working and persist dir (it writes an `oom` marker there): the env dir. */
+  readonly persistDir: string;
   /** conmon kills the container after this many seconds: a backstop if every supervisor is gone. */
   readonly backstopSeconds: number;
   readonly timeoutMs?: number;
@@ -46,6 +48,7 @@ export function conmonArgs(l: ConmonLaunch): string[] {
     '-l', `k8s-file:${l.logPath}`,
     '--log-size-max', String(l.logSizeMax),
     '--socket-dir-path', l.socketDir,
+    '--persist-dir', l.persistDir,
     '--runtime-arg', '--root',
     '--runtime-arg', l.runcRoot,
     '-T', String(l.backstopSeconds),
@@ -73,6 +76,7 @@ export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number
     message = await new Promise<string>((resolve, reject) => {
       const child = spawn(l.conmon, conmonArgs(l), {
         stdio: ['ignore', logFd, logFd, 'pipe'],
+        cwd: l.persistDir,
         env: { ...process.env, _OCI_SYNCPIPE: '3' },
         detached: true, // its own session: a Ctrl-C of the CLI must not reach the monitor
       });

@@ -359,6 +359,7 @@ export class Runtime {
       containerPidFile: p.containerPidFile,
       socketDir: p.socketDir,
       conmonLog: path.join(p.dir, 'conmon.log'),
+      persistDir: p.dir,
       backstopSeconds: spec.lifecycle.timeoutSeconds + spec.lifecycle.gracePeriodSeconds + 30,
     });
     await this.journal.created(id, [

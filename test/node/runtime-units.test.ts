@@ -283,11 +283,13 @@ describe('CRI log', () => {
       containerPidFile: '/p.pid',
       socketDir: '/s',
       conmonLog: '/cl',
+      persistDir: '/env',
       backstopSeconds: 99,
     });
     expect(a.join(' ')).toContain('-l k8s-file:/l --log-size-max 1024');
     expect(a.join(' ')).toContain('--runtime-arg --root --runtime-arg /run/disposable-env/runc');
     expect(a.join(' ')).toContain('--exit-dir /e');
     expect(a.join(' ')).toContain('-T 99');
+    expect(a.join(' ')).toContain('--persist-dir /env');
   });
 });
