@@ -31,7 +31,7 @@ export const EVENT_REASONS = {
 const SERIES_WINDOW_MS = 30 * 60_000;
 const SERIES_WRITE_INTERVAL_MS = 30_000;
 const MAX_REMEMBERED = 10_000;
-const SENDERS = 4;
+const SENDERS = 2;
 
 interface Remembered {
   name: string;

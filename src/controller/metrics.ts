@@ -3,7 +3,7 @@
  * (not the global one, so tests and a co-hosted agent never collide), each
  * named `disposable_env_…`.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const PREFIX = 'disposable_env_';
 
@@ -31,8 +31,10 @@ export class ControllerMetrics {
   readonly events: Counter<'result'>;
   readonly backstops: Counter<'action'>;
 
-  constructor(envCounts: () => Map<string, number> = () => new Map()) {
+  constructor(envCounts: () => Map<string, number> = () => new Map(), processMetrics = true) {
     const registers = [this.registry];
+    // Process figures (RSS, heap, event-loop lag, GC) under the same prefix.
+    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     this.reconciles = new Counter({
       name: `${PREFIX}reconciles_total`,
       help: 'Reconciles by result: success, requeue (a deadline is pending), conflict (stale cache, retried), error (retried with backoff), invalid (terminal).',

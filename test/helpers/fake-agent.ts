@@ -158,8 +158,10 @@ export class FakeAgent {
     if (this.opts.hang) return;
     const t = setTimeout(() => {
       this.timers.delete(t);
-      const fresh = this.informer?.get(key);
-      if (!fresh || !this.alive || fresh.status?.phase !== 'Running') return;
+      // The cache may not show our own Running write yet: only skip an env that is gone, deleting or already ended.
+      const fresh = this.informer?.get(key) ?? env;
+      const ended = fresh.status?.phase === 'Succeeded' || fresh.status?.phase === 'Failed';
+      if (!this.alive || !this.informer?.get(key) || fresh.metadata.deletionTimestamp || ended) return;
       void this.status(fresh, {
         phase: 'Succeeded',
         reason: 'Completed',

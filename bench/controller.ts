@@ -1,0 +1,415 @@
+/**
+ * Controller benchmark, one run against a real kube-apiserver (its own, started
+ * with hack/cluster.sh on free loopback ports, or the one in DENV_BENCH_KUBECONFIG):
+ *
+ * - baseline: the raw API server create → watch-event round trip for bursts of
+ *   100 and 1,000 DisposableEnvs, with no controller running;
+ * - time to bound (create sent → watch shows label + phase Scheduled) for the same
+ *   bursts across 10 simulated nodes whose agents run each env to the end, and the
+ *   ratio against that baseline;
+ * - API writes per env by the controller over the whole lifecycle (bind, TTL
+ *   delete, finalizer release), counted by the controller's own client;
+ * - controller RSS with 10,000 envs in its cache, and a full resync (cold start:
+ *   list + reconcile all 10,000) draining, with the writes it made (should be 0).
+ *
+ * `npm run bench -- controller` (bench/index.ts) or standalone `tsx bench/controller.ts`.
+ * Options through the environment: DENV_BENCH_KUBECONFIG, DENV_BENCH_CACHE_ENVS (10000).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
+import { execa } from 'execa';
+import winston from 'winston';
+import { API_VERSION, ENV_KIND, GROUP, NODE_LABEL, VERSION } from '../src/api/constants.js';
+import { Informer } from '../src/controller/informer.js';
+import { KubeClient, isConflict } from '../src/controller/kube-client.js';
+import type { EnvObject } from '../src/controller/model.js';
+import { FakeAgent } from '../test/helpers/fake-agent.js';
+import { percentile, renderTable, row, type BenchRow, type BenchTable } from './table.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(here, '..');
+const quiet = winston.createLogger({ silent: true, transports: [new winston.transports.Console()] });
+const RUN_LABEL = 'disposable.dev/bench-run';
+const GiB = 1024 ** 3;
+
+export interface BenchControllerOptions {
+  /** Use this cluster instead of starting one. */
+  readonly kubeconfig?: string;
+  /** Envs kept in the cache for the RSS and resync figures. Default 10,000. */
+  readonly cacheEnvs?: number;
+  /** Simulated nodes running envs. Default 10. */
+  readonly nodes?: number;
+  /** Progress lines on stderr. Default true. */
+  readonly verbose?: boolean;
+}
+
+function log(verbose: boolean, msg: string): void {
+  if (verbose) process.stderr.write(`[bench:controller] ${msg}\n`);
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
+/** A control plane for the run: the given kubeconfig, or one started here (and stopped by `down`). */
+async function cluster(opts: BenchControllerOptions, verbose: boolean): Promise<{ kubeconfig: string; down: () => Promise<void> }> {
+  const given = opts.kubeconfig ?? process.env.DENV_BENCH_KUBECONFIG;
+  if (given) return { kubeconfig: given, down: (): Promise<void> => Promise.resolve() };
+  const dir = path.join(os.tmpdir(), `denv-bench-cluster-${process.pid}`);
+  const [etcdClient, etcdPeer, apiserver] = await freePorts(3);
+  const env = { ...process.env, DENV_CLUSTER_DIR: dir, DENV_ETCD_CLIENT_PORT: String(etcdClient), DENV_ETCD_PEER_PORT: String(etcdPeer), DENV_APISERVER_PORT: String(apiserver) };
+  log(verbose, `starting a control plane in ${dir}`);
+  await execa('bash', [path.join(REPO, 'hack/cluster.sh'), 'up'], { env, timeout: 45 * 60_000, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' });
+  return {
+    kubeconfig: path.join(dir, 'kubeconfig'),
+    down: async () => {
+      await execa('bash', [path.join(REPO, 'hack/cluster.sh'), 'down'], { env, timeout: 60_000, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface ControllerProc {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly logs: string[];
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  rssBytes(): number;
+  stop(): Promise<void>;
+}
+
+function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have: Record<string, string> = {};
+    for (const kv of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have[kv[1]!] = kv[2]!;
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[4]);
+  }
+  return sum;
+}
+
+async function startController(kubeconfig: string, args: string[]): Promise<ControllerProc> {
+  const [port] = await freePorts(1);
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx/esm', path.join(REPO, 'src/cli/bin.ts'), 'controller', `--kubeconfig=${kubeconfig}`, `--http-addr=127.0.0.1:${port}`, ...args],
+    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const logs: string[] = [];
+  const keep = (b: Buffer): void => {
+    for (const l of b.toString('utf8').split('\n')) if (l.trim() && logs.length < 5000) logs.push(l);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const cap = setTimeout(() => child.kill('SIGKILL'), 30 * 60_000);
+  cap.unref();
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const proc: ControllerProc = {
+    child,
+    port: port!,
+    logs,
+    async metric(name, labels) {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+      return sumMetric(await res.text(), name, labels);
+    },
+    rssBytes() {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kb = /VmRSS:\s+([0-9]+) kB/.exec(status)?.[1];
+      return Number(kb ?? 0) * 1024;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(t);
+      clearTimeout(cap);
+    },
+  };
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`controller exited:\n${logs.slice(-20).join('\n')}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200, () => false);
+    if (ok) return proc;
+    if (Date.now() > deadline) throw new Error('controller not ready in 120 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitUntil(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Runs `n` tasks with at most `limit` in flight. */
+async function pool(n: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, n) }, async () => {
+      for (let i = next++; i < n; i = next++) await task(i);
+    }),
+  );
+}
+
+const envsPath = (ns: string): string => `/apis/${GROUP}/${VERSION}/namespaces/${ns}/disposableenvs`;
+
+function envBody(name: string, spec: Record<string, unknown>): Record<string, unknown> {
+  return { apiVersion: API_VERSION, kind: ENV_KIND, metadata: { name }, spec: { workload: { command: ['/bin/true'] }, ...spec } };
+}
+
+async function ensureNamespace(client: KubeClient, name: string): Promise<void> {
+  try {
+    await client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  } catch (err) {
+    if (!isConflict(err)) throw err;
+  }
+}
+
+/** Creates `n` envs in a burst, recording when each create was sent. */
+async function burst(client: KubeClient, ns: string, prefix: string, n: number, spec: Record<string, unknown>, sent: Map<string, number>): Promise<number> {
+  const t0 = performance.now();
+  await pool(n, 64, async (i) => {
+    const name = `${prefix}-${i}`;
+    sent.set(name, performance.now());
+    await client.create(envsPath(ns), envBody(name, spec));
+  });
+  return performance.now() - t0;
+}
+
+/** Watches one namespace and records, per env, when it was first seen and first seen bound. */
+class Observer {
+  readonly added = new Map<string, number>();
+  readonly bound = new Map<string, number>();
+  readonly nodes = new Map<string, string>();
+  readonly informer: Informer<EnvObject>;
+  constructor(client: KubeClient, ns: string) {
+    this.informer = new Informer<EnvObject>(client, { name: `bench-${ns}`, path: envsPath(ns), logger: quiet });
+    const see = (e: EnvObject): void => {
+      const now = performance.now();
+      const name = e.metadata.name;
+      if (!this.added.has(name)) this.added.set(name, now);
+      const node = e.metadata.labels?.[NODE_LABEL];
+      if (node && e.status?.nodeName === node && !this.bound.has(name)) {
+        this.bound.set(name, now);
+        this.nodes.set(name, node);
+      }
+    };
+    this.informer.on({ add: see, update: see });
+  }
+  async start(): Promise<void> {
+    this.informer.start();
+    await this.informer.waitForSync();
+  }
+  latencies(sent: Map<string, number>, of: Map<string, number>): number[] {
+    return [...sent].filter(([n]) => of.has(n)).map(([n, t]) => of.get(n)! - t);
+  }
+}
+
+/**
+ * A fresh watch can lag its first events by seconds (the API server's watch cache
+ * catching up to the list's resourceVersion): create one env and wait until the
+ * observer (and, with `bound`, the controller) has handled it, before measuring.
+ */
+async function warmUp(client: KubeClient, ns: string, obs: Observer, spec: Record<string, unknown>, bound: boolean): Promise<void> {
+  const name = `warmup-${randomBytes(2).toString('hex')}`;
+  await client.create(envsPath(ns), envBody(name, spec));
+  await waitUntil(`warm-up ${ns}`, () => (bound ? obs.bound.has(name) : obs.added.has(name)), 60_000);
+  if (bound) await waitUntil(`warm-up ${ns} gone`, () => obs.informer.get(`${ns}/${name}`) === undefined, 60_000);
+}
+
+/** Phase counts of what is left in an observer's cache (for error messages). */
+function leftovers(obs: Observer): string {
+  const counts = new Map<string, number>();
+  for (const e of obs.informer.list()) {
+    const k = `${e.status?.phase ?? '-'}/${e.status?.reason ?? '-'}${e.metadata.deletionTimestamp ? '/deleting' : ''}`;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return JSON.stringify(Object.fromEntries(counts));
+}
+
+const CONTROLLER_ENV_WRITES: [string, string][] = [
+  ['apply', 'disposableenvs/status'],
+  ['apply', 'disposableenvs'],
+  ['patch', 'disposableenvs'],
+  ['patch', 'disposableenvs/status'],
+  ['update', 'disposableenvs'],
+  ['delete', 'disposableenvs'],
+];
+
+async function envWrites(ctl: ControllerProc): Promise<number> {
+  let n = 0;
+  for (const [verb, resource] of CONTROLLER_ENV_WRITES) n += await ctl.metric('disposable_env_api_requests_total', { verb, resource });
+  return n;
+}
+
+/** The controller benchmark; returns one table (also written to bench/results/controller.json when run standalone). */
+export async function benchController(opts: BenchControllerOptions = {}): Promise<BenchTable> {
+  const verbose = opts.verbose ?? true;
+  const cacheEnvs = opts.cacheEnvs ?? Number(process.env.DENV_BENCH_CACHE_ENVS ?? 10_000);
+  const nodeCount = opts.nodes ?? 10;
+  const id = randomBytes(3).toString('hex');
+  const cl = await cluster(opts, verbose);
+  const kc = new KubeConfig();
+  kc.loadFromFile(cl.kubeconfig);
+  const client = await KubeClient.fromKubeConfig(kc, { maxInFlight: 64 });
+  const agents: FakeAgent[] = [];
+  const observers: Observer[] = [];
+  let ctl: ControllerProc | undefined;
+  const rows: BenchRow[] = [];
+  const meta: Record<string, unknown> = { cpus: os.cpus().length, node: process.version, nodes: nodeCount, cacheEnvs };
+  const ns = (s: string): string => `bench-${s}-${id}`;
+  try {
+    for (const s of ['base', 'b100', 'b1000', 'cache', 'sys']) await ensureNamespace(client, ns(s));
+
+    // Baseline: create → ADDED watch event, no controller running.
+    const base: Record<number, number[]> = {};
+    const baseObs = new Observer(client, ns('base'));
+    observers.push(baseObs);
+    await baseObs.start();
+    await warmUp(client, ns('base'), baseObs, {}, false);
+    for (const n of [100, 1000]) {
+      const sent = new Map<string, number>();
+      await burst(client, ns('base'), `b${n}`, n, {}, sent);
+      await waitUntil(`baseline ${n} watched`, () => [...sent.keys()].every((k) => baseObs.added.has(k)), 120_000);
+      base[n] = baseObs.latencies(sent, baseObs.added);
+      log(verbose, `baseline create→watch, burst ${n}: p50 ${percentile(base[n], 50).toFixed(1)} ms, p99 ${percentile(base[n], 99).toFixed(1)} ms`);
+    }
+    await client.request('DELETE', envsPath(ns('base')), { verb: 'deletecollection' });
+
+    // Nodes: `life` ones run envs to the end (Running after create, Succeeded 1 s later, Reclaimed on delete);
+    // `cache` ones keep envs bound (they only hold the 10,000 envs of the cache figures).
+    for (let i = 0; i < nodeCount; i++) {
+      agents.push(await FakeAgent.start(kc, { name: `bench-${id}-life-${i}`, leaseNamespace: ns('sys'), labels: { [RUN_LABEL]: id }, nodeLabels: { pool: 'life' }, memoryBytes: 256 * GiB, runMs: 1000, renewEveryMs: 5000 }));
+    }
+    for (let i = 0; i < nodeCount; i++) {
+      agents.push(await FakeAgent.start(kc, { name: `bench-${id}-cache-${i}`, leaseNamespace: ns('sys'), labels: { [RUN_LABEL]: id }, nodeLabels: { pool: 'cache' }, passive: true, renewEveryMs: 5000 }));
+    }
+    const ctlArgs = [`--node-lease-namespace=${ns('sys')}`, `--leader-election-namespace=${ns('sys')}`, `--disposable-node-selector=${RUN_LABEL}=${id}`, '--log-level=warn'];
+    ctl = await startController(cl.kubeconfig, ctlArgs);
+
+    // Bursts with a full lifecycle: bound, run, finish, TTL 0 → deleted, reclaimed, finalizer released.
+    const lifeSpec = { nodeSelector: { pool: 'life' }, resources: { memory: { max: '256Mi' } }, lifecycle: { ttlSecondsAfterFinished: 0 } };
+    for (const n of [100, 1000]) {
+      const obs = new Observer(client, ns(`b${n}`));
+      observers.push(obs);
+      await obs.start();
+      await warmUp(client, ns(`b${n}`), obs, lifeSpec, true);
+      const writes0 = await envWrites(ctl);
+      const events0 = await ctl.metric('disposable_env_events_total', { result: 'created' });
+      const sent = new Map<string, number>();
+      const createMs = await burst(client, ns(`b${n}`), `e`, n, lifeSpec, sent);
+      await waitUntil(`burst ${n} bound`, () => obs.bound.size >= n, 300_000);
+      const lat = obs.latencies(sent, obs.bound);
+      await waitUntil(`burst ${n} deleted`, () => obs.informer.size === 0, 300_000, 200).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}; left: ${leftovers(obs)}; controller log tail:\n${ctl!.logs.slice(-10).join('\n')}`);
+      });
+      const writes = (await envWrites(ctl)) - writes0;
+      const events = (await ctl.metric('disposable_env_events_total', { result: 'created' })) - events0;
+      const perNode = new Map<string, number>();
+      for (const node of obs.nodes.values()) perNode.set(node, (perNode.get(node) ?? 0) + 1);
+      const b = base[n]!;
+      const p50 = percentile(lat, 50);
+      const p99 = percentile(lat, 99);
+      rows.push(row({ name: `time to bound p50, burst of ${n}`, value: p50, unit: 'ms', baseline: { name: 'create→watch p50', value: percentile(b, 50) } }));
+      rows.push(
+        row({
+          name: `time to bound p99, burst of ${n}`,
+          value: p99,
+          unit: 'ms',
+          baseline: { name: 'create→watch p99', value: percentile(b, 99) },
+          target: n === 100 ? '≤ 100 ms' : '≤ 1000 ms',
+          pass: p99 <= (n === 100 ? 100 : 1000),
+        }),
+      );
+      rows.push(row({ name: `controller API writes per env, whole lifecycle (burst of ${n})`, value: writes / n, unit: 'writes', target: '≤ 3', pass: writes / n <= 3 }));
+      rows.push(row({ name: `Events created per env (burst of ${n})`, value: events / n, unit: 'events' }));
+      if (n === 1000) {
+        rows.push(row({ name: `envs per node, max/min over ${nodeCount} nodes (spread)`, value: Math.max(...perNode.values()) / Math.min(...perNode.values()), unit: '×', target: '≤ 1.1', pass: Math.max(...perNode.values()) / Math.min(...perNode.values()) <= 1.1 }));
+      }
+      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, writes, events, perNode: Object.fromEntries(perNode) };
+      log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events`);
+      await obs.informer.stop();
+    }
+
+    // 10,000 envs in the cache (bound to the passive nodes).
+    const cacheObs = new Observer(client, ns('cache'));
+    observers.push(cacheObs);
+    await cacheObs.start();
+    await warmUp(client, ns('cache'), cacheObs, { nodeSelector: { pool: 'cache' }, stop: false, lifecycle: { ttlSecondsAfterFinished: 0 } }, false);
+    const sent = new Map<string, number>();
+    const createMs = await burst(client, ns('cache'), 'c', cacheEnvs, { nodeSelector: { pool: 'cache' }, resources: { memory: { max: '64Mi' } } }, sent);
+    await waitUntil(`${cacheEnvs} envs bound`, () => cacheObs.bound.size >= cacheEnvs, 900_000, 250);
+    const cacheLat = cacheObs.latencies(sent, cacheObs.bound);
+    meta.cache = { createMs: Math.round(createMs), createPerSecond: Math.round(cacheEnvs / (createMs / 1000)), boundP99: percentile(cacheLat, 99) };
+    log(verbose, `${cacheEnvs} envs created in ${(createMs / 1000).toFixed(1)} s and bound (p99 ${percentile(cacheLat, 99).toFixed(0)} ms)`);
+    await new Promise((r) => setTimeout(r, 3000));
+    const rssWarm = ctl.rssBytes();
+
+    // Full resync: a fresh controller lists and reconciles all of them (cold start, the worst case).
+    await ctl.stop();
+    const total = cacheEnvs; // the burst namespaces are empty again
+    const t0 = performance.now();
+    ctl = await startController(cl.kubeconfig, ctlArgs);
+    const readyMs = performance.now() - t0;
+    await waitUntil(
+      'resync drained',
+      async () => (await ctl!.metric('disposable_env_reconciles_total')) >= total && (await ctl!.metric('disposable_env_workqueue_depth')) === 0,
+      300_000,
+      100,
+    );
+    const drainMs = performance.now() - t0;
+    const resyncWrites = await envWrites(ctl);
+    await new Promise((r) => setTimeout(r, 2000));
+    const rss = ctl.rssBytes();
+    rows.push(row({ name: `full resync of ${cacheEnvs} envs (cold start: list + reconcile all)`, value: drainMs / 1000, unit: 's', target: '< 60 s', pass: drainMs < 60_000 }));
+    rows.push(row({ name: `API writes during that resync`, value: resyncWrites, unit: 'writes', target: '0', pass: resyncWrites === 0 }));
+    rows.push(row({ name: `controller RSS with ${cacheEnvs} envs in the cache`, value: rss / 1024 ** 2, unit: 'MiB', target: '≤ 250 MB', pass: rss <= 250e6 }));
+    meta.resync = { readyMs: Math.round(readyMs), drainMs: Math.round(drainMs), rssAfterResyncMiB: rss / 1024 ** 2, rssAfterBurstMiB: rssWarm / 1024 ** 2 };
+    log(verbose, `resync: ready ${readyMs.toFixed(0)} ms, drained ${drainMs.toFixed(0)} ms, ${resyncWrites} writes; RSS ${(rss / 1024 ** 2).toFixed(0)} MiB (${(rssWarm / 1024 ** 2).toFixed(0)} MiB in the first controller)`);
+  } finally {
+    await ctl?.stop();
+    for (const o of observers) await o.informer.stop();
+    await Promise.all(agents.map((a) => a.cleanup().catch(() => undefined)));
+    if (!(opts.kubeconfig ?? process.env.DENV_BENCH_KUBECONFIG)) {
+      await cl.down();
+    } else {
+      for (const s of ['base', 'b100', 'b1000', 'cache', 'sys']) await client.delete(`/api/v1/namespaces/${ns(s)}`).catch(() => undefined);
+    }
+    client.close();
+  }
+  return { title: 'Controller: scheduling latency, writes, memory, resync', rows, meta };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  benchController().then(
+    (table) => {
+      console.log(renderTable(table));
+      mkdirSync(path.join(here, 'results'), { recursive: true });
+      writeFileSync(path.join(here, 'results', 'controller.json'), JSON.stringify({ part: 'controller', tables: [table] }, null, 2));
+      process.exitCode = table.rows.some((r) => r.pass === false) ? 1 : 0;
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    },
+  );
+}
