@@ -78,7 +78,9 @@ export async function bindHostRoot(tools: MountTools, target: string, anchor: st
     if (!anchorMount || !top || top.parentId !== anchorMount.id) {
       throw new Error(`mount: ${target} is not directly under its anchor ${anchor}`);
     }
-    for (const m of mountsUnder(table, target)) await remountReadOnly(tools, m);
+    // independent per-mount flag changes: run them a few at a time (one mount(8) each)
+    const todo = mountsUnder(table, target);
+    for (let i = 0; i < todo.length; i += 8) await Promise.all(todo.slice(i, i + 8).map((m) => remountReadOnly(tools, m)));
   } catch (err) {
     await unmountTree(tools, target).catch(() => undefined);
     throw err;
