@@ -417,7 +417,7 @@ export class Runtime {
     const r0 = await this.mustRead(id);
     const p = envPaths(this.stateDir, id);
     const stats: CgroupStats = await this.driver.stats(r0.cgroupPath).catch(() => ({}));
-    const exitCode = await readExitCode(p.exitFile);
+    const exitCode = await this.awaitExitCode(r0, p.exitFile);
     const tail = logTail(await readFile(p.log, 'utf8').catch(() => ''));
     const leaks = await this.teardown(id);
     const o = outcome({
@@ -438,6 +438,18 @@ export class Runtime {
       r.logTail = tail;
       if (leaks.length) r.leaks = leaks;
     });
+  }
+
+  /** The recorded exit code; when the workload was just killed, give conmon a moment to write it. */
+  private async awaitExitCode(r: EnvRecord, exitFile: string): Promise<number | undefined> {
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const code = await readExitCode(exitFile);
+      if (code !== undefined) return code;
+      const conmonUp = r.pids.conmon !== undefined && (await isConmonOf(r.pids.conmon, hostName(r.id)));
+      if (!conmonUp || Date.now() > deadline || (await this.driver.populated(r.cgroupPath).catch(() => false))) return undefined;
+      await sleep(20);
+    }
   }
 
   private async mustRead(id: string): Promise<EnvRecord> {
