@@ -89,14 +89,8 @@ describe('denv run on the hybrid host', () => {
     const sd = stateDir(dirs);
     const id = testId();
     const m = manifest(work, 'bomb', {
-      // the classic bomb (dash gives up when fork fails), then a fork loop that keeps retrying at the limit
-      workload: {
-        command: [
-          '/bin/sh',
-          '-c',
-          '(b() { b | b & }; b) 2>/dev/null; exec python3 -c "import os, time\nwhile True:\n  try:\n    os.fork() or (time.sleep(60), os._exit(0))\n  except OSError:\n    time.sleep(0.005)"',
-        ],
-      },
+      // the classic bomb (dash gives up when fork fails), then bash, which keeps retrying forks at the limit
+      workload: { command: ['/bin/sh', '-c', '(b() { b | b & }; b) 2>/dev/null; exec bash -c "while :; do sleep 60 & done" 2>/dev/null'] },
       resources: { pids: { max: 64 }, memory: { max: '256Mi' } },
       lifecycle: { timeoutSeconds: 60, gracePeriodSeconds: 1, reclaim: { pidsAtMax: { forSeconds: 3 } } },
     });
@@ -146,8 +140,9 @@ describe('denv run on the hybrid host', () => {
       'grep CapEff /proc/self/status | sed "s/CapEff:\\t/capeff=/"',
       'grep NoNewPrivs /proc/self/status | sed "s/NoNewPrivs:\\t/nnp=/"',
       'unshare -U true 2>/dev/null; echo "unshare_rc=$?"',
-      'python3 -c "import ctypes; l=ctypes.CDLL(None, use_errno=True); r=l.syscall(250, 0, -2, 0, 0, 0); print(\'keyctl=%d,%d\' % (r, ctypes.get_errno()))"',
-      'python3 -c "import ctypes; l=ctypes.CDLL(None, use_errno=True); r=l.syscall(165, b\'none\', b\'/mnt\', b\'tmpfs\', 0, 0); print(\'mount=%d,%d\' % (r, ctypes.get_errno()))"',
+      // raw syscalls through perl (Essential on Debian): keyctl(KEYCTL_GET_KEYRING_ID) and mount(2) on x86-64
+      'perl -e \'$r = syscall(250, 0, -2, 0, 0, 0); printf "keyctl=%d,%d\\n", $r, $! + 0\'',
+      'perl -e \'my ($s, $t, $f) = ("none", "/mnt", "tmpfs"); $r = syscall(165, $s, $t, $f, 0, 0); printf "mount=%d,%d\\n", $r, $! + 0\'',
       'touch /etc/denv-probe 2>/dev/null; echo "rootfs_write_rc=$?"',
       'touch /tmp/x && echo "tmp_write=ok"',
       'echo ready',
@@ -252,6 +247,20 @@ describe('denv run on the hybrid host', () => {
     const size = statSync(path.join(sd, 'envs', id, 'workload.log')).size;
     expect(size).toBeLessThanOrEqual(8192 + 200);
     expect(result(r.stdout).logTail).toContain('line 2999 of a chatty workload');
+  });
+
+  it('the EPERMs come from the seccomp profile: with Unconfined the same calls get past it', async () => {
+    const sd = stateDir(dirs);
+    const probe = 'perl -e \'$r = syscall(250, 0, -2, 0, 0, 0); printf "keyctl=%d,%d\\n", $r, $! + 0\'; unshare -U true; echo "unshare_rc=$?"';
+    const run = async (seccompProfile: string): Promise<Record<string, string>> => {
+      const m = manifest(work, `seccomp-${seccompProfile.toLowerCase()}`, { workload: { command: ['/bin/sh', '-c', probe] }, security: { seccompProfile } });
+      return kv(result((await denv(['run', '-f', m, '--state-dir', sd, '--json', ...FAST])).stdout).logTail);
+    };
+    const confined = await run('Default');
+    const open = await run('Unconfined');
+    expect(confined).toMatchObject({ keyctl: '-1,1', unshare_rc: '1' });
+    expect(open.keyctl).not.toBe('-1,1'); // ENOKEY (126) or a keyring id: the kernel answered
+    expect(open.unshare_rc).toBe('0');
   });
 
   it('the init reaps orphans: 200 double-forked children that exit leave no zombie', async () => {

@@ -19,8 +19,6 @@ const describeVm = avail.ok || inCi ? describe : describe.skip;
 
 const env = (name: string, spec: Record<string, unknown>): string => stringify({ apiVersion: 'disposable.dev/v1alpha1', kind: 'DisposableEnv', metadata: { name }, spec });
 
-const FORK_LOOP = 'import os, time\nwhile True:\n  try:\n    os.fork() or (time.sleep(60), os._exit(0))\n  except OSError:\n    time.sleep(0.005)';
-
 const INPUTS: Record<string, string> = {
   'oom.yaml': env('oom', {
     workload: { command: ['/bin/sh', '-c', 'head -c 200M /dev/zero | tail; sleep 60'] },
@@ -41,7 +39,8 @@ const INPUTS: Record<string, string> = {
     lifecycle: { timeoutSeconds: 240, gracePeriodSeconds: 1 },
   }),
   'pids.yaml': env('bomb', {
-    workload: { command: ['/bin/sh', '-c', `(b() { b | b & }; b) 2>/dev/null; exec python3 -c '${FORK_LOOP}'`] },
+    // the classic bomb (dash gives up when fork fails), then bash, which keeps retrying forks at the limit
+    workload: { command: ['/bin/sh', '-c', '(b() { b | b & }; b) 2>/dev/null; exec bash -c "while :; do sleep 60 & done" 2>/dev/null'] },
     resources: { pids: { max: 32 } },
     lifecycle: { timeoutSeconds: 120, gracePeriodSeconds: 1, reclaim: { pidsAtMax: { forSeconds: 3 } } },
   }),
