@@ -10,7 +10,7 @@ import winston from 'winston';
 import { NODE_LABEL } from '../../src/api/constants.js';
 import { parseConfig, type ControllerConfig } from '../../src/controller/config.js';
 import { Controller } from '../../src/controller/controller.js';
-import type { KubeClient } from '../../src/controller/kube-client.js';
+import { isGone, type KubeClient } from '../../src/controller/kube-client.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { kubeConfig, kubeconfigPath, withTestNamespace } from '../helpers/kube.js';
 import { RUN_LABEL, createEnv, runId, testClient, waitFor } from './controller-harness.js';
@@ -99,5 +99,13 @@ describe('Reconciler.reconcile called twice', () => {
     await ctl.reconciler.reconcile(key, quiet);
     expect(await writes()).toBe(w1);
     expect(ctl.unschedulable.has(key)).toBe(true);
+  });
+
+  it('gets a 410 Gone from the real API server for a resourceVersion older than its window (what makes the informer relist)', async () => {
+    const ac = new AbortController();
+    const err = await client
+      .watch(`/apis/disposable.dev/v1alpha1/namespaces/${ns()}/disposableenvs`, { resourceVersion: '1', timeoutSeconds: 5 }, () => undefined, ac.signal)
+      .then(() => undefined, (e: unknown) => e);
+    expect(isGone(err)).toBe(true);
   });
 });
