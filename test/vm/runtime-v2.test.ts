@@ -65,11 +65,22 @@ S=/tmp/denv-v2
 mkdir -m 711 "$S"
 O="$DENV_VM_OUT"
 denv() { node --import tsx/esm src/cli/bin.ts "$@"; }
-for n in oom high pids; do
-  denv run -f "$O/$n.yaml" --state-dir "$S" --json --sample-interval-ms 500 > "$O/$n.out" 2> "$O/$n.err" &
-done
+# Node under qemu TCG occasionally segfaults while starting up (before it prints
+# anything); such a start is retried. A crash after the env began is not.
+run_env() {
+  for attempt in 1 2 3; do
+    denv run -f "$O/$1.yaml" --state-dir "$S" --json --sample-interval-ms 500 > "$O/$1.out" 2> "$O/$1.err"
+    rc=$?
+    if [ "$rc" -eq 139 ] && ! grep -q '"event"' "$O/$1.out"; then
+      echo "vm: node crashed starting $1 (attempt $attempt), retrying" >&2
+      continue
+    fi
+    return "$rc"
+  done
+}
+for n in oom high pids; do run_env "$n" & done
 wait
-denv run -f "$O/cpu.yaml" --state-dir "$S" --json --sample-interval-ms 500 > "$O/cpu.out" 2> "$O/cpu.err"
+run_env cpu
 echo "leak.cgroups=$(find /sys/fs/cgroup -name 'disposable*' | wc -l)"
 echo "leak.netns=$(ip netns list | grep -c '^denv-')"
 echo "leak.mounts=$(grep -c " $S" /proc/self/mountinfo)"
