@@ -14,7 +14,7 @@ import { readFile, unlink } from 'node:fs/promises';
 import { readExitCode } from './conmon.js';
 import type { EnvRecord } from './journal.js';
 import { isFinished } from './journal.js';
-import { initialState, observe, policyFromSpec, type Policy, type Verdict, type WatchState } from './lifecycle.js';
+import { deadlineAt, initialState, observe, policyFromSpec, type Policy, type Verdict, type WatchState } from './lifecycle.js';
 import { envPaths } from './names.js';
 import { atomicWrite } from './journal.js';
 import { isConmonOf, type PhaseListener, type Runtime } from './runtime.js';
@@ -133,18 +133,35 @@ async function tick(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop, opts:
     if (stop) {
       loop.verdict = stop;
     } else {
-      const s = await rt.sample(r);
-      const res = observe(policy, loop.watch, s);
-      loop.watch = res.state;
-      loop.verdict = res.verdict;
+      loop.verdict = await decide(rt, r, policy, loop);
     }
     if (loop.verdict) loop.killAtMs = Date.now() + policy.graceMs;
     if (!loop.verdict || policy.graceMs > 0) return;
   }
   if (!loop.killed && loop.killAtMs !== undefined && Date.now() >= loop.killAtMs) {
-    await rt.killAll(r);
-    loop.killed = true;
+    try {
+      await rt.killAll(r);
+      loop.killed = true;
+    } catch (err) {
+      // tried again next tick; teardown kills whatever is left in any case
+      console.error(`denv supervisor: ${r.name}: kill failed: ${(err as Error).message}`);
+    }
   }
+}
+
+/** Sample and apply the rules. If the kernel cannot be read this tick, only the deadline is judged. */
+async function decide(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop): Promise<Verdict | undefined> {
+  let s;
+  try {
+    s = await rt.sample(r);
+  } catch (err) {
+    console.error(`denv supervisor: ${r.name}: cannot sample: ${(err as Error).message}`);
+    if (Date.now() < deadlineAt(policy, loop.watch.startedAt)) return undefined;
+    return { reason: 'DeadlineExceeded', message: `ran longer than timeoutSeconds=${policy.timeoutMs / 1000}` };
+  }
+  const res = observe(policy, loop.watch, s);
+  loop.watch = res.state;
+  return res.verdict;
 }
 
 function attachedGone(opts: SuperviseOptions): Verdict | undefined {

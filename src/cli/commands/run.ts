@@ -109,7 +109,14 @@ async function attached(rt: Runtime, record: EnvRecord, values: Values, ms: numb
   });
   const following = followUntil(follower, () => finished);
   try {
-    const final = await supervise(rt, record.id, { ...(ms ? { intervalMs: ms } : {}), stopRequested: () => stop, onPhase: show, registerPid: true });
+    let final: EnvRecord;
+    try {
+      final = await supervise(rt, record.id, { ...(ms ? { intervalMs: ms } : {}), stopRequested: () => stop, onPhase: show, registerPid: true });
+    } catch (err) {
+      // the env must not outlive this command: tear it down before reporting the error
+      await rt.finish(record.id, { reason: 'Stopped', message: `denv run failed: ${(err as Error).message}` }).catch(() => undefined);
+      throw err;
+    }
     finished = true;
     await following;
     if (values.json) console.log(JSON.stringify({ event: 'result', ...recordJson(final) }));
