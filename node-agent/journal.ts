@@ -98,7 +98,7 @@ export interface EnvRecord {
   /** Absolute deadlines (RFC 3339), so a restarted supervisor enforces the same ones. */
   deadlines: { timeoutAt?: string; killAt?: string };
   /** Processes that matter for adoption: conmon keeps the workload alive on its own. */
-  pids: { conmon?: number; container?: number; supervisor?: number; attachedTo?: number };
+  pids: { conmon?: number; container?: number; supervisor?: number; attachedTo?: number; /** The process running create(): adoption rolls a Creating env back only once it is gone. */ creator?: number };
   idRange?: { start: number; size: number };
   /** Runtime settings needed to tear the env down with the same tools that built it. */
   runtime: { runc: string; conmon: string; init: string; runcRoot: string };

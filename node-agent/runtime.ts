@@ -216,7 +216,7 @@ export class Runtime {
       cgroupMode: this.layout.mode,
       phase: 'Creating',
       deadlines: {},
-      pids: {},
+      pids: { creator: process.pid },
       runtime: { runc: tools.runc, conmon: tools.conmon, init: tools.init, runcRoot: this.runcRoot },
     });
     onPhase?.(record);
