@@ -13,7 +13,8 @@
  *   list + reconcile all 10,000) draining, with the writes it made (should be 0).
  *
  * `npm run bench -- controller` (bench/index.ts) or standalone `tsx bench/controller.ts`.
- * Options through the environment: DENV_BENCH_KUBECONFIG, DENV_BENCH_CACHE_ENVS (10000).
+ * Options through the environment: DENV_BENCH_KUBECONFIG, DENV_BENCH_CACHE_ENVS (10000),
+ * DENV_BENCH_WORKERS (the controller's --workers; default: its default).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -105,13 +106,35 @@ function sumMetric(text: string, name: string, labels: Record<string, string> = 
   return sum;
 }
 
-async function startController(kubeconfig: string, args: string[]): Promise<ControllerProc> {
+/**
+ * The controller as production runs it: compiled JavaScript (`npm run build` → dist/), not
+ * through tsx, whose loader would add its own memory to the RSS figure. Falls back to tsx
+ * (and says so) when the build does not produce the entry point.
+ */
+async function controllerEntry(verbose: boolean): Promise<{ argv: string[]; built: boolean }> {
+  const bin = path.join(REPO, 'dist/src/cli/bin.js');
+  log(verbose, 'building dist/ (npm run build) to run the controller as compiled JavaScript');
+  await execa(process.execPath, [path.join(REPO, 'node_modules/typescript/bin/tsc'), '-p', path.join(REPO, 'tsconfig.build.json')], {
+    cwd: REPO,
+    timeout: 10 * 60_000,
+    reject: false,
+    stdin: 'ignore',
+  });
+  try {
+    readFileSync(bin);
+    return { argv: [bin], built: true };
+  } catch {
+    log(verbose, 'build produced no dist/src/cli/bin.js; running through tsx instead');
+    return { argv: ['--import', 'tsx/esm', path.join(REPO, 'src/cli/bin.ts')], built: false };
+  }
+}
+
+async function startController(entry: string[], kubeconfig: string, args: string[]): Promise<ControllerProc> {
   const [port] = await freePorts(1);
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx/esm', path.join(REPO, 'src/cli/bin.ts'), 'controller', `--kubeconfig=${kubeconfig}`, `--http-addr=127.0.0.1:${port}`, ...args],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, [...entry, 'controller', `--kubeconfig=${kubeconfig}`, `--http-addr=127.0.0.1:${port}`, ...args], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: string[] = [];
   const keep = (b: Buffer): void => {
     for (const l of b.toString('utf8').split('\n')) if (l.trim() && logs.length < 5000) logs.push(l);
@@ -267,6 +290,7 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
   const cacheEnvs = opts.cacheEnvs ?? Number(process.env.DENV_BENCH_CACHE_ENVS ?? 10_000);
   const nodeCount = opts.nodes ?? 10;
   const id = randomBytes(3).toString('hex');
+  const entry = await controllerEntry(verbose);
   const cl = await cluster(opts, verbose);
   const kc = new KubeConfig();
   kc.loadFromFile(cl.kubeconfig);
@@ -275,7 +299,14 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
   const observers: Observer[] = [];
   let ctl: ControllerProc | undefined;
   const rows: BenchRow[] = [];
-  const meta: Record<string, unknown> = { cpus: os.cpus().length, node: process.version, nodes: nodeCount, cacheEnvs };
+  const meta: Record<string, unknown> = {
+    cpus: os.cpus().length,
+    node: process.version,
+    nodes: nodeCount,
+    cacheEnvs,
+    controllerBuilt: entry.built,
+    loadAverageAtStart: os.loadavg(),
+  };
   const ns = (s: string): string => `bench-${s}-${id}`;
   try {
     for (const s of ['base', 'b100', 'b1000', 'cache', 'sys']) await ensureNamespace(client, ns(s));
@@ -304,7 +335,9 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
       agents.push(await FakeAgent.start(kc, { name: `bench-${id}-cache-${i}`, leaseNamespace: ns('sys'), labels: { [RUN_LABEL]: id }, nodeLabels: { pool: 'cache' }, passive: true, renewEveryMs: 5000 }));
     }
     const ctlArgs = [`--node-lease-namespace=${ns('sys')}`, `--leader-election-namespace=${ns('sys')}`, `--disposable-node-selector=${RUN_LABEL}=${id}`, '--log-level=warn'];
-    ctl = await startController(cl.kubeconfig, ctlArgs);
+    if (process.env.DENV_BENCH_WORKERS) ctlArgs.push(`--workers=${process.env.DENV_BENCH_WORKERS}`);
+    meta.controllerArgs = ctlArgs;
+    ctl = await startController(entry.argv, cl.kubeconfig, ctlArgs);
 
     // Bursts with a full lifecycle: bound, run, finish, TTL 0 → deleted, reclaimed, finalizer released.
     const lifeSpec = { nodeSelector: { pool: 'life' }, resources: { memory: { max: '256Mi' } }, lifecycle: { ttlSecondsAfterFinished: 0 } };
@@ -368,7 +401,7 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
     await ctl.stop();
     const total = cacheEnvs; // the burst namespaces are empty again
     const t0 = performance.now();
-    ctl = await startController(cl.kubeconfig, ctlArgs);
+    ctl = await startController(entry.argv, cl.kubeconfig, ctlArgs);
     const readyMs = performance.now() - t0;
     await waitUntil(
       'resync drained',
@@ -385,6 +418,7 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
     rows.push(row({ name: `controller RSS with ${cacheEnvs} envs in the cache`, value: rss / 1024 ** 2, unit: 'MiB', target: '≤ 250 MB', pass: rss <= 250e6 }));
     meta.resync = { readyMs: Math.round(readyMs), drainMs: Math.round(drainMs), rssAfterResyncMiB: rss / 1024 ** 2, rssAfterBurstMiB: rssWarm / 1024 ** 2 };
     log(verbose, `resync: ready ${readyMs.toFixed(0)} ms, drained ${drainMs.toFixed(0)} ms, ${resyncWrites} writes; RSS ${(rss / 1024 ** 2).toFixed(0)} MiB (${(rssWarm / 1024 ** 2).toFixed(0)} MiB in the first controller)`);
+    meta.loadAverageAtEnd = os.loadavg();
   } finally {
     await ctl?.stop();
     for (const o of observers) await o.informer.stop();

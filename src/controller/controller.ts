@@ -38,6 +38,8 @@ import { Reconciler, type Outcome } from './reconciler.js';
 import { portOf, startServer } from './server.js';
 import { WorkQueue } from './queue.js';
 
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
 /** Loads the kubeconfig the flags ask for: --kubeconfig, else in-cluster, else the default chain. */
 export function loadKubeConfig(config: Pick<ControllerConfig, 'kubeconfig' | 'context'>): KubeConfig {
   const kc = new KubeConfig();
@@ -243,6 +245,11 @@ export class Controller {
       transform: (env) => {
         this.owned.set(env, ownedStatusOf(env.metadata.managedFields));
         delete env.metadata.managedFields;
+        // `kubectl apply` keeps a second copy of the whole manifest here; the controller never reads it.
+        if (env.metadata.annotations?.[LAST_APPLIED] !== undefined) {
+          const { [LAST_APPLIED]: _dropped, ...rest } = env.metadata.annotations;
+          env.metadata.annotations = rest;
+        }
         return env;
       },
       logger: this.logger,

@@ -31,7 +31,7 @@ import {
   type OwnedStatus,
 } from './model.js';
 import type { NodeMonitor } from './nodes.js';
-import { requestOf, schedule } from './scheduler.js';
+import { requestOf, schedule, type EnvRequest } from './scheduler.js';
 import { desiredStatus, statusNeedsWrite, type ControllerStatus, type Verdict } from './status.js';
 
 /** What the worker does after a reconcile. */
@@ -67,7 +67,22 @@ export interface ReconcilerDeps {
   readonly now?: () => number;
 }
 
-type Validated = { ok: true; value: EnvSpec } | { ok: false; problems: string[] };
+/**
+ * What the controller keeps of a validated spec: only the facts it acts on, not
+ * the defaulted spec itself (the informer already holds the raw object, and a
+ * second full copy per env would double the cache's memory).
+ */
+export type SpecFacts =
+  | { readonly ok: true; readonly lifecycle: LifecycleTimes; readonly request: EnvRequest; readonly stop: boolean }
+  | { readonly ok: false; readonly problems: string[]; readonly lifecycle: LifecycleTimes };
+
+/** Validates a spec with zod and keeps the facts the controller needs. */
+export function specFacts(spec: unknown): SpecFacts {
+  const v = validateSpec(spec);
+  if (!v.ok) return { ok: false, problems: v.problems, lifecycle: lifecycleOf(spec, v) };
+  const { timeoutSeconds, gracePeriodSeconds, ttlSecondsAfterFinished } = v.value.lifecycle;
+  return { ok: true, lifecycle: { timeoutSeconds, gracePeriodSeconds, ttlSecondsAfterFinished }, request: requestOf(v.value), stop: v.value.stop };
+}
 
 /** Re-check a key whose own write the cache has not shown yet, in case the event never comes. */
 const EXPECTATION_SAFETY_MS = 31_000;
@@ -76,7 +91,7 @@ const EXPECTATION_SAFETY_MS = 31_000;
 const DEFAULT_LIFECYCLE: LifecycleTimes = { timeoutSeconds: 3600, gracePeriodSeconds: 30, ttlSecondsAfterFinished: 300 };
 
 /** The lifecycle of a spec: validated values, or for an invalid spec whatever integers it has over the defaults. */
-export function lifecycleOf(spec: unknown, validated: Validated): LifecycleTimes {
+export function lifecycleOf(spec: unknown, validated: { ok: true; value: EnvSpec } | { ok: false }): LifecycleTimes {
   if (validated.ok) return validated.value.lifecycle;
   const raw = ((spec as { lifecycle?: Record<string, unknown> } | undefined)?.lifecycle ?? {});
   const pick = (k: keyof LifecycleTimes): number => (Number.isSafeInteger(raw[k]) && (raw[k] as number) >= 0 ? (raw[k] as number) : DEFAULT_LIFECYCLE[k]);
@@ -90,7 +105,7 @@ export function envPath(namespace: string, name: string, sub?: 'status'): string
 
 /** Does one reconcile per call; holds the validated-spec cache. */
 export class Reconciler {
-  private readonly specs = new Map<string, { uid: string | undefined; generation: number | undefined; result: Validated }>();
+  private readonly specs = new Map<string, { uid: string | undefined; generation: number | undefined; result: SpecFacts }>();
 
   constructor(
     private readonly deps: ReconcilerDeps,
@@ -118,14 +133,14 @@ export class Reconciler {
     const node = boundNode(env);
     if (node === undefined) return { node, holding: false, memory: 0 };
     const v = this.validate(key, env);
-    return { node, holding: !isFinished(env.status), memory: v.ok ? requestOf(v.value).memoryBytes : 0 };
+    return { node, holding: !isFinished(env.status), memory: v.ok ? v.request.memoryBytes : 0 };
   }
 
   /** zod validation, cached per uid and generation (the spec cannot change without a new generation). */
-  private validate(key: string, env: EnvObject): Validated {
+  private validate(key: string, env: EnvObject): SpecFacts {
     const hit = this.specs.get(key);
     if (hit && hit.uid === env.metadata.uid && hit.generation === env.metadata.generation) return hit.result;
-    const result = validateSpec(env.spec);
+    const result = specFacts(env.spec);
     this.specs.set(key, { uid: env.metadata.uid, generation: env.metadata.generation, result });
     return result;
   }
@@ -146,7 +161,7 @@ export class Reconciler {
     if (env.metadata.deletionTimestamp) return this.finalize(env, now, log);
 
     const validated = this.validate(key, env);
-    const lifecycle = lifecycleOf(env.spec, validated);
+    const lifecycle = validated.lifecycle;
     const node = boundNode(env);
     let verdict: Verdict;
     if (node !== undefined) {
@@ -157,10 +172,10 @@ export class Reconciler {
     } else if (isFinished(env.status)) {
       // Ended by the controller before it was bound (InvalidSpec, Stopped): terminal, even if the spec is valid now.
       verdict = { kind: 'ended' };
-    } else if (validated.value.stop) {
+    } else if (validated.stop) {
       verdict = { kind: 'stopped' };
     } else {
-      verdict = this.place(key, env, validated.value, now);
+      verdict = this.place(key, env, validated.request, now);
     }
 
     const desired = desiredStatus(verdict, env.status, this.deps.owned(env), env.metadata.generation ?? 0, now);
@@ -212,8 +227,7 @@ export class Reconciler {
   }
 
   /** Filter and score; on a fit, count the env on that node now (before the write lands). */
-  private place(key: string, env: EnvObject, spec: EnvSpec, now: number): Verdict {
-    const req = requestOf(spec);
+  private place(key: string, env: EnvObject, req: EnvRequest, now: number): Verdict {
     const placement = schedule(this.deps.nodes.infos(now), req, this.opts.strategy);
     const created = timeOf(env.metadata.creationTimestamp);
     if (!placement.ok) {
