@@ -94,7 +94,7 @@ describe('DisposableEnv CRD contract', () => {
   });
 
   it('has CEL rules for cross-field constraints and immutability after binding', () => {
-    const mem = ((props.resources!.properties as Record<string, Node>).memory!) as Node;
+    const mem = ((props.resources!.properties as Record<string, Node>).memory!);
     const rules = (n: Node): string[] => ((n['x-kubernetes-validations'] as Node[] | undefined) ?? []).map((r) => r.rule as string);
     expect(rules(mem).join(' ')).toContain('quantity(string(self.high)).compareTo(quantity(string(self.max))) <= 0');
     expect(rules(props.lifecycle!)).toContain('self.gracePeriodSeconds <= self.timeoutSeconds');
