@@ -1,0 +1,116 @@
+/**
+ * Adoption: what a runtime does when it (re)starts. For every env in the
+ * journal it decides, from facts on the host, whether someone alive still
+ * handles it; if not, it finishes what was half done: a half-created env is
+ * rolled back, a running one gets a new supervisor (same limits, same absolute
+ * deadline from the journal, logs and exit code kept by conmon), a workload
+ * that ended meanwhile is finished, a half-torn-down env is torn down.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { procState } from '../src/core/procfs.js';
+import { killPids } from './cgroup/common.js';
+import { isConmonOf, type Runtime } from './runtime.js';
+import { outstanding, type EnvRecord } from './journal.js';
+import { hostName } from './names.js';
+import { adoptAction, type AdoptAction } from './gc/plan.js';
+import type { NodeMetrics } from './metrics.js';
+
+/** What adoption did with one env. */
+export interface Adopted {
+  readonly id: string;
+  readonly action: AdoptAction;
+  readonly phase?: string;
+  readonly error?: string;
+}
+
+/** How adoption hands a running env to a supervisor. */
+export interface RecoverOptions {
+  /** Start a supervisor for env `id` (the CLI spawns a detached `denv supervise`; tests run it in-process). */
+  readonly supervise: (id: string) => Promise<void>;
+  /** Only these env ids (tests); default every env in the journal. */
+  readonly scope?: (id: string) => boolean;
+  readonly metrics?: NodeMetrics;
+}
+
+/** True when `pid` is alive, not a zombie, and still a node/denv process (guards against pid reuse). */
+export async function runtimeProcessAlive(pid: number | undefined): Promise<boolean> {
+  if (pid === undefined || pid === process.pid) return pid === process.pid;
+  const st = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  if (!st || procState(st) === 'Z') return false;
+  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  return argv.some((a) => /(^|\/)(node|denv)$/.test(a) || a.endsWith('.ts') || a.endsWith('.js'));
+}
+
+/**
+ * End conmon and runc processes that name this env's container and were
+ * started by a dead creator (a `runc create` in flight would otherwise make the
+ * container after we rolled it back).
+ */
+async function endStrays(id: string): Promise<void> {
+  const cid = hostName(id);
+  const { readdir } = await import('node:fs/promises');
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const bin = path.basename(argv[0] ?? '');
+    if ((bin === 'conmon' || bin === 'runc') && argv.includes(cid)) killPids([Number(name)]);
+  }
+}
+
+async function facts(r: EnvRecord): Promise<Parameters<typeof adoptAction>[0]> {
+  const ownerAlive = (await runtimeProcessAlive(r.pids.supervisor)) || (r.phase === 'Creating' && (await runtimeProcessAlive(r.pids.creator)));
+  const conmonAlive = r.pids.conmon !== undefined && (await isConmonOf(r.pids.conmon, hostName(r.id)));
+  return { phase: r.phase, outstanding: outstanding(r).length, ownerAlive, conmonAlive };
+}
+
+/** Adopt every env of `rt`'s state dir that nobody alive handles. Idempotent. */
+export async function recover(rt: Runtime, opts: RecoverOptions): Promise<Adopted[]> {
+  const out: Adopted[] = [];
+  const { records } = await rt.journal.list();
+  for (const r of records) {
+    if (opts.scope && !opts.scope(r.id)) continue;
+    const action = adoptAction(await facts(r));
+    if (action === 'none') continue;
+    try {
+      await act(rt, r, action, opts);
+      out.push({ id: r.id, action, phase: (await rt.journal.read(r.id))?.phase });
+    } catch (err) {
+      out.push({ id: r.id, action, error: (err as Error).message });
+    }
+  }
+  return out;
+}
+
+async function act(rt: Runtime, r: EnvRecord, action: AdoptAction, opts: RecoverOptions): Promise<void> {
+  const t = Date.now();
+  switch (action) {
+    case 'rollback': {
+      await endStrays(r.id);
+      const leaks = await rt.teardown(r.id);
+      await rt.journal.update(r.id, (x) => {
+        x.phase = 'Failed';
+        x.reason = leaks.length ? 'Leaked' : 'CreateFailed';
+        x.message = `its creator (pid ${r.pids.creator ?? '?'}) died during create; rolled back on adoption`;
+        x.finishTime = new Date().toISOString();
+        if (leaks.length) x.leaks = leaks;
+      });
+      break;
+    }
+    case 'teardown': {
+      const leaks = await rt.teardown(r.id);
+      if (leaks.length) await rt.journal.update(r.id, (x) => void (x.leaks = leaks));
+      break;
+    }
+    case 'finish':
+      await endStrays(r.id);
+      await rt.finish(r.id, r.phase === 'Terminating' && r.reason ? { reason: r.reason as 'Stopped', message: r.message ?? '' } : undefined);
+      break;
+    case 'supervise':
+      await opts.supervise(r.id);
+      return;
+    case 'none':
+      return;
+  }
+  opts.metrics?.teardownDuration.observe((Date.now() - t) / 1000);
+}
