@@ -68,7 +68,8 @@ async function auditCgroupTree(root: string, opts: AuditOptions, out: ForeignLea
     if (procs === undefined || procs.trim() !== '') return;
     const st = await stat(dir).catch(() => undefined);
     if (!st) return;
-    const age = (opts.now.getTime() - st.mtimeMs) / 1000;
+    // kernfs stamps an inode with the time it was (re)instantiated, which can be after `now`
+    const age = Math.max(0, (opts.now.getTime() - st.mtimeMs) / 1000);
     if (age >= minAge) out.push({ kind: 'cgroup', path: dir, ageSeconds: Math.floor(age), detail: 'no processes and no child cgroups' });
   };
   await walk(root, true);

@@ -29,6 +29,8 @@ export interface GcOptions {
   readonly scope?: (envId: string) => boolean;
   /** Also run the read-only foreign-leak audit (default true). */
   readonly audit?: boolean;
+  /** Empty foreign cgroups younger than this are not reported (default 30 min, seed 000). */
+  readonly foreignMinAgeSeconds?: number;
   readonly metrics?: NodeMetrics;
   /** Extra state dirs whose journals and env dirs count (default: the runtime's). */
   readonly stateDirs?: readonly string[];
@@ -116,7 +118,7 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
     (ok ? reclaimed : stuck).push(envId);
   }
   if (opts.audit ?? true) {
-    const foreign = await auditForeignLeaks({ now: new Date(now), isOurs: (_k, p) => p.includes(`/${HOST_PREFIX}`) || p.includes(`/${rt.cgroupRoot}`) || p.startsWith(`${rt.stateDir}/`) });
+    const foreign = await auditForeignLeaks({ now: new Date(now), minCgroupAgeSeconds: opts.foreignMinAgeSeconds ?? 1800, isOurs: (_k, p) => p.includes(`/${HOST_PREFIX}`) || p.includes(`/${rt.cgroupRoot}`) || p.startsWith(`${rt.stateDir}/`) });
     const byKind = new Map<string, number>();
     for (const f of foreign) {
       byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
