@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   stop: () => import('./commands/stop.js'),
   doctor: () => import('./commands/doctor.js'),
   supervise: () => import('./commands/supervise.js'),
+  gc: () => import('./commands/gc.js'),
   controller: () => import('./commands/controller.js'),
 };
 
