@@ -1,0 +1,340 @@
+/**
+ * `npm run bench -- node`: the node runtime against baselines measured in the
+ * same run on the same host.
+ *  - create→running and teardown latency (p50/p99) vs the raw floor
+ *    (bench/raw-floor.c: clone with all seven namespaces + cgroups + exec
+ *    /bin/true + reap + rmdir) and vs bare `runc create && runc start` /
+ *    `runc delete --force` of the bundle config our runtime generated (same
+ *    namespaces, uid mapping, rootfs and init; the rootfs bind is made once);
+ *  - churn: create+destroy cycles per second at concurrency 1 and 4;
+ *  - memory per running env at 100 envs: the runtime process's RSS growth with
+ *    100 in-process supervisors, plus each env's conmon (PSS), vs the workload's own PSS;
+ *  - a GC pass over 1,000 planted orphans vs removing the same objects by hand;
+ *  - leaks after the bench (must be zero).
+ * Everything it makes carries a run-unique tag and is removed at the end.
+ */
+import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gcPass, hierarchies } from '../node-agent/gc/pass.js';
+import { Journal, outstanding } from '../node-agent/journal.js';
+import { envPaths } from '../node-agent/names.js';
+import { Runtime } from '../node-agent/runtime.js';
+import { supervise } from '../node-agent/supervisor.js';
+import { parseSpec } from '../src/api/validate.js';
+import { parseMountinfo } from '../src/core/procfs.js';
+import { percentile, row, type BenchRow, type BenchTable } from './table.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const TIMEOUT = 30_000;
+const SAMPLES = Number(process.env.BENCH_NODE_SAMPLES ?? 30);
+const MEM_ENVS = Number(process.env.BENCH_NODE_ENVS ?? 100);
+const GC_ORPHANS = 1000;
+const BASE_RUNC_ROOT = '/run/disposable-env-bench/runc';
+
+const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+const sleep = (n: number): Promise<void> => new Promise((r) => setTimeout(r, n));
+
+function spec(command: string[]): ReturnType<typeof parseSpec> {
+  return parseSpec({ class: 'bench', workload: { command }, resources: { memory: { max: '64Mi' }, pids: { max: 64 } }, lifecycle: { timeoutSeconds: 600 } });
+}
+
+function pssKiB(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+class Bench {
+  readonly tag = `b${randomBytes(3).toString('hex')}`;
+  readonly work = mkdtempSync(path.join(os.tmpdir(), 'denv-bench-'));
+  rt!: Runtime;
+  private n = 0;
+
+  id(): string {
+    return `${this.tag}x${this.n++}`;
+  }
+
+  async open(): Promise<void> {
+    chmodSync(this.work, 0o711);
+    this.rt = await Runtime.open({ stateDir: path.join(this.work, 'state'), emptyTimeoutMs: 5000 });
+  }
+
+  /** One env: create (timed), kill + finish (timed). */
+  async cycle(command: string[]): Promise<{ create: number; teardown: number }> {
+    const id = this.id();
+    let t = process.hrtime.bigint();
+    const r = await this.rt.create({ id, name: id, spec: spec(command) });
+    const create = ms(t);
+    t = process.hrtime.bigint();
+    await this.rt.killAll(r);
+    await this.rt.finish(id, { reason: 'Stopped', message: 'bench' });
+    const teardown = ms(t);
+    await this.rt.journal.forget(id);
+    return { create, teardown };
+  }
+
+  // ---- baselines --------------------------------------------------------------
+
+  async rawFloor(): Promise<number[]> {
+    const bin = path.join(this.work, 'raw-floor');
+    await execa('gcc', ['-O2', '-o', bin, path.join(here, 'raw-floor.c')], { timeout: 60_000 });
+    // cpuset is left out: a new cpuset cgroup needs cpus/mems copied in before a task can join
+    const parents = hierarchies(this.rt)
+      .filter((h) => !h.endsWith('/cpuset'))
+      .map((h) => path.join(h, 'disposable.slice', `bench-raw-${this.tag}`));
+    for (const p of parents) mkdirSync(p, { recursive: true });
+    try {
+      const r = await execa(bin, [String(SAMPLES), ...parents], { timeout: 120_000 });
+      return (JSON.parse(String(r.stdout)) as { ns: number[] }).ns.map((n) => n / 1e6);
+    } finally {
+      for (const p of parents) if (existsSync(p)) rmdirSync(p);
+    }
+  }
+
+  /** Bare runc on the config our runtime generated for a template env (rootfs kept mounted by that env). */
+  async bareRunc(): Promise<{ create: number[]; teardown: number[] }> {
+    const tmplId = this.id();
+    const tmpl = await this.rt.create({ id: tmplId, name: tmplId, spec: spec(['/bin/sleep', '1000']) });
+    const cfg = JSON.parse(readFileSync(envPaths(this.rt.stateDir, tmplId).config, 'utf8')) as {
+      root: { path: string };
+      linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] };
+    };
+    const create: number[] = [];
+    const teardown: number[] = [];
+    const runc = tmpl.runtime.runc;
+    try {
+      for (let i = 0; i < SAMPLES; i++) {
+        const cid = `rb-${this.tag}-${i}`;
+        const bundle = path.join(this.work, cid);
+        mkdirSync(bundle);
+        cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${cid}`);
+        cfg.linux.namespaces = cfg.linux.namespaces.map((n) => ({ type: n.type })); // runc makes the netns itself
+        writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
+        let t = process.hrtime.bigint();
+        await execa(runc, ['--root', BASE_RUNC_ROOT, 'create', '--bundle', bundle, cid], { timeout: TIMEOUT, stdio: 'ignore' });
+        await execa(runc, ['--root', BASE_RUNC_ROOT, 'start', cid], { timeout: TIMEOUT, stdio: 'ignore' });
+        create.push(ms(t));
+        t = process.hrtime.bigint();
+        await execa(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', cid], { timeout: TIMEOUT, stdio: 'ignore' });
+        teardown.push(ms(t));
+        rmSync(bundle, { recursive: true, force: true });
+      }
+    } finally {
+      await this.rt.killAll(tmpl).catch(() => undefined);
+      await this.rt.finish(tmplId).catch(() => undefined);
+      for (const h of hierarchies(this.rt)) {
+        const d = path.join(h, 'disposable.slice', `bench-base-${this.tag}`);
+        for (const c of existsSync(d) ? readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()) : []) rmdirSync(path.join(d, c.name));
+        if (existsSync(d)) rmdirSync(d);
+      }
+    }
+    return { create, teardown };
+  }
+
+  // ---- churn ------------------------------------------------------------------
+
+  async churn(concurrency: number, total: number): Promise<number> {
+    let left = total;
+    const t = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (left-- > 0) await this.cycle(['/bin/true']);
+      }),
+    );
+    return total / (ms(t) / 1000);
+  }
+
+  // ---- memory -----------------------------------------------------------------
+
+  async memory(): Promise<{ inProcessKiB: number; conmonKiB: number; workloadKiB: number }> {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    await sleep(200);
+    const rss0 = process.memoryUsage().rss;
+    const ids: string[] = [];
+    const loops: Promise<unknown>[] = [];
+    try {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (next < MEM_ENVS) {
+            next++;
+            const id = this.id();
+            await this.rt.create({ id, name: id, spec: spec(['/bin/sleep', '1000']) });
+            ids.push(id);
+            loops.push(supervise(this.rt, id, { intervalMs: 1000 }).catch(() => undefined));
+          }
+        }),
+      );
+      await sleep(3000); // every supervisor has sampled a few times
+      gc?.();
+      const rss1 = process.memoryUsage().rss;
+      let conmon = 0;
+      let workload = 0;
+      for (const id of ids) {
+        const r = await this.rt.journal.read(id);
+        if (r?.pids.conmon) {
+          conmon += pssKiB(r.pids.conmon);
+          for (const c of childrenOf(r.pids.conmon)) {
+            workload += pssKiB(c);
+            for (const g of childrenOf(c)) workload += pssKiB(g);
+          }
+        }
+      }
+      return { inProcessKiB: (rss1 - rss0) / 1024 / ids.length, conmonKiB: conmon / ids.length, workloadKiB: workload / ids.length };
+    } finally {
+      for (const id of ids) await this.rt.journal.read(id).then((r) => (r ? this.rt.killAll(r) : undefined)).catch(() => undefined);
+      await Promise.all(loops);
+    }
+  }
+
+  // ---- GC ---------------------------------------------------------------------
+
+  /** 1,000 orphans of mixed kinds: 800 cgroup leaves, 150 journal-less env dirs, 50 netns. */
+  async plantOrphans(sub: string): Promise<{ cgroups: string[]; bundles: string[]; netns: string[] }> {
+    const pids = hierarchies(this.rt).find((h) => h.endsWith('/pids')) ?? hierarchies(this.rt)[0]!;
+    const cgroups: string[] = [];
+    const bundles: string[] = [];
+    const netns: string[] = [];
+    const base = path.join(pids, 'disposable.slice', `bench-gc-${this.tag}`);
+    for (let i = 0; i < 800; i++) {
+      const d = path.join(base, `denv-${this.tag}${sub}c${i}`);
+      mkdirSync(d, { recursive: true });
+      cgroups.push(d);
+    }
+    for (let i = 0; i < 150; i++) {
+      const d = path.join(this.rt.stateDir, 'envs', `${this.tag}${sub}d${i}`);
+      mkdirSync(path.join(d, 'bundle'), { recursive: true });
+      bundles.push(d);
+    }
+    for (let i = 0; i < 50; i++) {
+      const n = `denv-${this.tag}${sub}n${i}`;
+      await execa('ip', ['netns', 'add', n], { timeout: TIMEOUT });
+      netns.push(n);
+    }
+    return { cgroups, bundles, netns };
+  }
+
+  async gcBench(): Promise<{ pass: number; bare: number; reclaimed: number; stuck: number }> {
+    // baseline: remove the same 1,000 objects by hand (rmdir, rm -r, ip netns delete)
+    const b = await this.plantOrphans('m');
+    let t = process.hrtime.bigint();
+    for (const d of b.cgroups) rmdirSync(d);
+    for (const d of b.bundles) rmSync(d, { recursive: true });
+    for (const n of b.netns) await execa('ip', ['netns', 'delete', n], { timeout: TIMEOUT });
+    const bare = ms(t);
+    await this.plantOrphans('g');
+    t = process.hrtime.bigint();
+    const report = await gcPass(this.rt, { minAgeSeconds: 0, scope: (id) => id.startsWith(`${this.tag}g`), audit: false });
+    const pass = ms(t);
+    const base = path.join(hierarchies(this.rt).find((h) => h.endsWith('/pids')) ?? '', 'disposable.slice', `bench-gc-${this.tag}`);
+    if (existsSync(base)) rmdirSync(base);
+    return { pass, bare, reclaimed: report.rows.filter((r) => r.action === 'reclaimed').length, stuck: report.stuckEnvs.length };
+  }
+
+  // ---- leaks and cleanup --------------------------------------------------------
+
+  /** Every object still carrying this run's tag. */
+  async leaks(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = (dir: string, depth: number): void => {
+      if (depth < 0 || !existsSync(dir)) return;
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (!e.isDirectory()) continue;
+        const p = path.join(dir, e.name);
+        if (e.name.includes(this.tag)) out.push(`cgroup ${p}`);
+        walk(p, depth - 1);
+      }
+    };
+    for (const h of hierarchies(this.rt)) walk(path.join(h, 'disposable.slice'), 3);
+    for (const n of existsSync('/run/netns') ? readdirSync('/run/netns') : []) if (n.includes(this.tag)) out.push(`netns ${n}`);
+    for (const m of parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))) if (m.mountPoint.startsWith(this.work)) out.push(`mount ${m.mountPoint}`);
+    for (const root of ['/run/disposable-env/runc', BASE_RUNC_ROOT]) {
+      for (const c of existsSync(root) ? readdirSync(root) : []) if (c.includes(this.tag)) out.push(`runc ${root}/${c}`);
+    }
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      let cmd = '';
+      try {
+        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (cmd.includes(this.tag)) out.push(`process ${pid}`);
+    }
+    const j = new Journal(this.rt.stateDir);
+    for (const r of (await j.list()).records) if (outstanding(r).length) out.push(`journal ${r.id}: ${outstanding(r).length} outstanding`);
+    return out;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const r of (await this.rt.journal.list()).records) if (outstanding(r).length) await this.rt.teardown(r.id).catch(() => undefined);
+    await gcPass(this.rt, { minAgeSeconds: 0, scope: (id) => id.startsWith(this.tag), audit: false }).catch(() => undefined);
+    rmSync(this.work, { recursive: true, force: true });
+  }
+}
+
+/** The node benchmark; returns one table (see the module comment). */
+export async function benchNode(): Promise<BenchTable> {
+  const b = new Bench();
+  await b.open();
+  const started = Date.now();
+  const rows: BenchRow[] = [];
+  try {
+    await b.cycle(['/bin/true']); // warm-up: caches, tools, parents
+    const raw = await b.rawFloor();
+    const bare = await b.bareRunc();
+    const create: number[] = [];
+    const teardown: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const c = await b.cycle(['/bin/sleep', '1000']);
+      create.push(c.create);
+      teardown.push(c.teardown);
+    }
+    for (const p of [50, 99]) {
+      const ours = percentile(create, p);
+      rows.push(row({ name: `create→running p${p} vs raw floor`, value: ours, unit: 'ms', baseline: { name: 'raw-floor clone+cgroup+exec+rmdir', value: percentile(raw, p) } }));
+      const vsRunc = row({ name: `create→running p${p} vs bare runc`, value: ours, unit: 'ms', baseline: { name: 'runc create+start', value: percentile(bare.create, p) } });
+      rows.push(p === 50 ? { ...vsRunc, target: '≤ 1.3× bare runc', pass: (vsRunc.ratio ?? Infinity) <= 1.3 } : vsRunc);
+    }
+    for (const p of [50, 99]) {
+      const ours = percentile(teardown, p);
+      rows.push(row({ name: `teardown p${p} vs raw floor`, value: ours, unit: 'ms', baseline: { name: 'raw-floor (whole cycle)', value: percentile(raw, p) } }));
+      rows.push(row({ name: `teardown p${p} vs bare runc`, value: ours, unit: 'ms', baseline: { name: 'runc delete --force', value: percentile(bare.teardown, p) } }));
+    }
+    const rawRate = 1000 / percentile(raw, 50);
+    for (const [conc, n] of [
+      [1, 20],
+      [4, 40],
+    ] as const) {
+      const rate = await b.churn(conc, n);
+      rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: 'raw floor, serial', value: rawRate }, target: '≥ 20 envs/s', pass: rate >= 20 }));
+    }
+    const mem = await b.memory();
+    rows.push(row({ name: `runtime memory per env, in-process (${MEM_ENVS} envs, RSS growth)`, value: mem.inProcessKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
+    rows.push(row({ name: 'conmon per env (PSS)', value: mem.conmonKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
+    const total = mem.inProcessKiB + mem.conmonKiB;
+    rows.push(row({ name: 'total runtime overhead per env (in-process + conmon)', value: total, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB }, target: '≤ 200 KB', pass: total * 1.024 <= 200 }));
+    const g = await b.gcBench();
+    rows.push(row({ name: `GC pass, ${GC_ORPHANS} orphans (800 cgroups, 150 env dirs, 50 netns); reclaimed ${g.reclaimed}, stuck ${g.stuck}`, value: g.pass / 1000, unit: 's', baseline: { name: 'removing them by hand', value: g.bare / 1000 }, target: '< 5 s, all reclaimed', pass: g.pass < 5000 && g.reclaimed === GC_ORPHANS && g.stuck === 0 }));
+    const leaks = await b.leaks();
+    rows.push({ name: 'objects left after the bench', value: leaks.length, unit: 'objects', target: '0', pass: leaks.length === 0 });
+    if (leaks.length) console.error(`bench node: leaks:\n  ${leaks.join('\n  ')}`);
+    return { title: 'node runtime (hybrid cgroups, runc + conmon)', rows, meta: { samples: SAMPLES, memEnvs: MEM_ENVS, seconds: (Date.now() - started) / 1000, host: os.hostname(), cpus: os.cpus().length, leaks } };
+  } finally {
+    await b.cleanup();
+  }
+}
