@@ -12,7 +12,7 @@ import type { NodeMetrics } from '../metrics.js';
 import { findExecutable } from '../probe.js';
 import { auditForeignLeaks, type ForeignLeak } from './audit.js';
 import { takeInventory } from './inventory.js';
-import { classify, envsToReclaim, oldestOrphanAge, type Decision, type HostObject, type OrphanKind } from './plan.js';
+import { classify, envsToReclaim, oldestOrphanAge, type HostObject, type OrphanKind } from './plan.js';
 import { reclaimEnv, type ReclaimContext } from './reclaim.js';
 import { HOST_PREFIX } from '../names.js';
 
@@ -60,6 +60,9 @@ export function hierarchies(rt: Runtime): string[] {
   return [...rt.layout.v1.map((h) => h.mountPoint), ...(rt.layout.v2Root ? [rt.layout.v2Root] : [])];
 }
 
+/** Orphan envs reclaimed concurrently in one pass. */
+const RECLAIM_CONCURRENCY = 8;
+
 const SYSTEM_PATH = `${process.env.PATH ?? ''}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
 
 async function context(rt: Runtime): Promise<ReclaimContext> {
@@ -100,11 +103,14 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
   const reclaimed: string[] = [];
   const stuck: string[] = [];
   for (const d of decisions.filter((x) => x.action === 'young')) rows.push(rowOf(d.object, 'young', d.why));
-  for (const envId of envsToReclaim(decisions)) {
-    const objs = decisions.filter((d: Decision) => d.action === 'reclaim' && d.object.envId === envId).map((d) => d.object);
+  const byEnv = new Map<string, HostObject[]>();
+  for (const d of decisions) if (d.action === 'reclaim') byEnv.set(d.object.envId, [...(byEnv.get(d.object.envId) ?? []), d.object]);
+  const queue = envsToReclaim(decisions);
+  const reclaimOne = async (envId: string): Promise<void> => {
+    const objs = byEnv.get(envId) ?? [];
     if (opts.dryRun) {
       for (const o of objs) rows.push(rowOf(o, 'would reclaim'));
-      continue;
+      return;
     }
     const t = Date.now();
     const results = await reclaimEnv(ctx, envId, objs);
@@ -116,7 +122,16 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
       rows.push(rowOf(r.object, r.gone ? 'reclaimed' : 'stuck', r.error));
     }
     (ok ? reclaimed : stuck).push(envId);
-  }
+  };
+  // envs are independent: a few at a time, so one slow teardown does not hold up the rest
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(RECLAIM_CONCURRENCY, queue.length) }, async () => {
+      while (next < queue.length) await reclaimOne(queue[next++]!);
+    }),
+  );
+  reclaimed.sort();
+  stuck.sort();
   if (opts.audit ?? true) {
     const foreign = await auditForeignLeaks({ now: new Date(now), minCgroupAgeSeconds: opts.foreignMinAgeSeconds ?? 1800, isOurs: (_k, p) => p.includes(`/${HOST_PREFIX}`) || p.includes(`/${rt.cgroupRoot}`) || p.startsWith(`${rt.stateDir}/`) });
     const byKind = new Map<string, number>();
