@@ -9,7 +9,6 @@
  */
 import type http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { ENV_PLURAL, GROUP, NODE_PLURAL, VERSION } from '../api/constants.js';
 import { createLogger, errorFields } from '../log.js';
@@ -19,6 +18,7 @@ import { EventRecorder } from './events.js';
 import { WriteExpectations } from './expectations.js';
 import { Informer } from './informer.js';
 import { ApiError, KubeClient, isConflict } from './kube-client.js';
+import { loadConnection, type Connection } from './kubeconfig.js';
 import { LeaderElector } from './leader.js';
 import { ControllerMetrics } from './metrics.js';
 import {
@@ -40,15 +40,6 @@ import { WorkQueue } from './queue.js';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
-/** Loads the kubeconfig the flags ask for: --kubeconfig, else in-cluster, else the default chain. */
-export function loadKubeConfig(config: Pick<ControllerConfig, 'kubeconfig' | 'context'>): KubeConfig {
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (config.context) kc.setCurrentContext(config.context);
-  return kc;
-}
 
 /** Everything one controller replica runs. */
 export class Controller {
@@ -79,7 +70,7 @@ export class Controller {
 
   constructor(
     readonly config: ControllerConfig,
-    private readonly kc: KubeConfig,
+    private readonly conn: Connection,
     readonly logger: Logger = createLogger('controller', config.logLevel),
     private readonly exit: (code: number) => void = (code) => process.exit(code),
     /** Manual mode (tests): sync caches and serve, but run no workers and no election; the caller calls reconciler.reconcile(). */
@@ -101,13 +92,24 @@ export class Controller {
     return this.server ? portOf(this.server) : undefined;
   }
 
+  private readonly interned = new Map<string, OwnedStatus>();
+
+  /** Most envs have the same ownership set: share one object per distinct set. */
+  private intern(o: OwnedStatus): OwnedStatus {
+    const sig = `${[...o.fields].sort().join(',')}|${[...o.conditions].sort().join(',')}`;
+    const hit = this.interned.get(sig);
+    if (hit) return hit;
+    if (this.interned.size < 1000) this.interned.set(sig, o);
+    return o;
+  }
+
   /** What the controller's field manager owns in an env's status (kept when managedFields is dropped from the cache). */
   ownedOf = (env: EnvObject): OwnedStatus => this.owned.get(env) ?? NOTHING_OWNED;
 
   /** Connects, starts the informers and the HTTP server, and campaigns for leadership (or leads at once without election). */
   async start(): Promise<void> {
     const c = this.config;
-    this.client = await KubeClient.fromKubeConfig(this.kc, { maxInFlight: c.apiMaxInFlight, observer: this.metrics.observeRequest });
+    this.client = KubeClient.fromConnection(this.conn, { maxInFlight: c.apiMaxInFlight, observer: this.metrics.observeRequest });
     this.buildInformers();
     this.events = new EventRecorder(this.client, { identity: c.identity, queueSize: c.eventQueueSize, metrics: this.metrics, logger: this.logger });
     this.monitor = new NodeMonitor(
@@ -149,7 +151,8 @@ export class Controller {
       http: `${c.httpAddr.host}:${this.httpPort}`,
       strategy: c.schedulingStrategy,
       leaderElect: c.leaderElect,
-      server: this.kc.getCurrentCluster()?.server,
+      server: this.conn.server,
+      credentials: this.conn.source,
     });
     for (const inf of [this.envs, this.dnodes, this.nodes, this.leases]) inf.start();
     await Promise.all([this.envs, this.dnodes, this.nodes, this.leases].map((i) => i.waitForSync()));
@@ -243,8 +246,11 @@ export class Controller {
       path: c.watchNamespace ? `${base}/namespaces/${c.watchNamespace}/${ENV_PLURAL}` : `${base}/${ENV_PLURAL}`,
       // Keep only what the controller reads of managedFields (its own status ownership): the cache stays small.
       transform: (env) => {
-        this.owned.set(env, ownedStatusOf(env.metadata.managedFields));
+        this.owned.set(env, this.intern(ownedStatusOf(env.metadata.managedFields)));
         delete env.metadata.managedFields;
+        // Validate now (cached per uid and generation) and keep only the facts: the spec itself is never read again.
+        this.reconciler.prime(keyOf(env.metadata), env);
+        delete env.spec;
         // `kubectl apply` keeps a second copy of the whole manifest here; the controller never reads it.
         if (env.metadata.annotations?.[LAST_APPLIED] !== undefined) {
           const { [LAST_APPLIED]: _dropped, ...rest } = env.metadata.annotations;
@@ -397,8 +403,7 @@ function codeOf(err: unknown): number | undefined {
 /** Runs a controller until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runController(config: ControllerConfig): Promise<number> {
   const logger = createLogger('controller', config.logLevel);
-  const kc = loadKubeConfig(config);
-  const controller = new Controller(config, kc, logger);
+  const controller = new Controller(config, loadConnection(config), logger);
   const stopped = new Promise<number>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       logger.info('signal received', { signal: sig });

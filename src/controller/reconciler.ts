@@ -136,6 +136,11 @@ export class Reconciler {
     return { node, holding: !isFinished(env.status), memory: v.ok ? v.request.memoryBytes : 0 };
   }
 
+  /** Validates an env's spec into the facts cache (the informer calls this before it drops the spec). */
+  prime(key: string, env: EnvObject): void {
+    this.validate(key, env);
+  }
+
   /** zod validation, cached per uid and generation (the spec cannot change without a new generation). */
   private validate(key: string, env: EnvObject): SpecFacts {
     const hit = this.specs.get(key);

@@ -10,6 +10,7 @@ import winston from 'winston';
 import { NODE_LABEL } from '../../src/api/constants.js';
 import { parseConfig, type ControllerConfig } from '../../src/controller/config.js';
 import { Controller } from '../../src/controller/controller.js';
+import { loadConnection } from '../../src/controller/kubeconfig.js';
 import { isGone, type KubeClient } from '../../src/controller/kube-client.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { kubeConfig, kubeconfigPath, withTestNamespace } from '../helpers/kube.js';
@@ -47,7 +48,7 @@ describe('Reconciler.reconcile called twice', () => {
       ],
       {},
     ) as ControllerConfig;
-    ctl = new Controller(config, kubeConfig(), quiet, () => undefined, true);
+    ctl = new Controller(config, loadConnection({ kubeconfig: kubeconfigPath() }), quiet, () => undefined, true);
     await ctl.start();
   });
 
