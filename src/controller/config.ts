@@ -79,7 +79,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'retryPeriod', flag: 'retry-period', def: '2s', help: 'how often candidates try to acquire and the leader renews' },
   { key: 'identity', flag: 'identity', help: 'holder identity in the leader Lease (default: hostname_random)' },
   { key: 'resyncPeriod', flag: 'resync-period', def: '10m', help: 're-enqueue every DisposableEnv this often (0 disables)' },
-  { key: 'workers', flag: 'workers', def: '16', help: 'reconciles running at once (one per key at a time)' },
+  { key: 'workers', flag: 'workers', def: '64', help: 'reconciles running at once (one per key at a time)' },
   { key: 'httpAddr', flag: 'http-addr', def: ':8080', help: 'address of /healthz, /readyz and /metrics' },
   { key: 'logLevel', flag: 'log-level', def: 'info', help: 'error, warn, info or debug' },
   { key: 'shutdownTimeout', flag: 'shutdown-timeout', def: '30s', help: 'on SIGTERM, how long in-flight reconciles may take to finish' },

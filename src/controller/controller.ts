@@ -111,7 +111,13 @@ export class Controller {
     const c = this.config;
     this.client = KubeClient.fromConnection(this.conn, { maxInFlight: c.apiMaxInFlight, observer: this.metrics.observeRequest });
     this.buildInformers();
-    this.events = new EventRecorder(this.client, { identity: c.identity, queueSize: c.eventQueueSize, metrics: this.metrics, logger: this.logger });
+    this.events = new EventRecorder(this.client, {
+      identity: c.identity,
+      queueSize: c.eventQueueSize,
+      metrics: this.metrics,
+      logger: this.logger,
+      busy: () => this.queue.length > 0,
+    });
     this.monitor = new NodeMonitor(
       {
         disposableNode: (n) => this.dnodes.get(n),

@@ -1,8 +1,9 @@
 /**
  * Kubernetes Events (events.k8s.io/v1) for every transition the controller
  * makes. Recording never blocks a reconcile: events go to a bounded queue
- * written by a few background senders, and are dropped (and counted) when it is
- * full. Repeats of the same event (same object, reason and note) within 30
+ * written by two background senders, which hold back (up to 5 s) while keys
+ * wait in the work queue, so a burst of binds is not slowed by its own Events;
+ * when the queue is full, new Events are dropped (and counted). Repeats of the same event (same object, reason and note) within 30
  * minutes are folded into one Event's `series` instead of creating new ones, the
  * way client-go's events recorder does, and the series is written at most every
  * 30 s per event.
@@ -42,7 +43,10 @@ interface Remembered {
   created: boolean;
 }
 
-type Job = { kind: 'create'; body: Record<string, unknown>; memo: Remembered } | { kind: 'series'; memo: Remembered; at: number };
+type Job = ({ kind: 'create'; body: Record<string, unknown>; memo: Remembered } | { kind: 'series'; memo: Remembered; at: number }) & { queuedAt: number };
+
+/** While reconciles are waiting, Events wait too (at most this long): binding first, telling about it second. */
+const MAX_DEFER_MS = 5_000;
 
 /** Records Events about DisposableEnvs. */
 export class EventRecorder {
@@ -59,6 +63,8 @@ export class EventRecorder {
       readonly metrics?: ControllerMetrics;
       readonly logger: Logger;
       readonly now?: () => number;
+      /** True while the controller has more urgent API work (keys waiting in its queue). */
+      readonly busy?: () => boolean;
     },
   ) {}
 
@@ -72,7 +78,7 @@ export class EventRecorder {
       seen.count++;
       if (seen.created && now - seen.lastWrite >= SERIES_WRITE_INTERVAL_MS) {
         seen.lastWrite = now;
-        this.enqueue({ kind: 'series', memo: seen, at: now });
+        this.enqueue({ kind: 'series', memo: seen, at: now, queuedAt: now });
       } else {
         this.opts.metrics?.events.inc({ result: 'series' });
       }
@@ -103,7 +109,7 @@ export class EventRecorder {
         resourceVersion: regarding.metadata.resourceVersion,
       },
     };
-    this.enqueue({ kind: 'create', body, memo });
+    this.enqueue({ kind: 'create', body, memo, queuedAt: now });
   }
 
   /** Waits until queued Events are written (or `timeoutMs` passes). */
@@ -129,6 +135,9 @@ export class EventRecorder {
 
   private async drain(): Promise<void> {
     for (let job = this.jobs.shift(); job; job = this.jobs.shift()) {
+      while (this.opts.busy?.() && (this.opts.now ?? Date.now)() - job.queuedAt < MAX_DEFER_MS) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
       try {
         if (job.kind === 'create') {
           await this.client.create(`/apis/events.k8s.io/v1/namespaces/${job.memo.namespace}/events`, job.body);
