@@ -86,6 +86,7 @@ async function cluster(opts: BenchControllerOptions, verbose: boolean): Promise<
 }
 
 interface ControllerProc {
+  metricsText(): Promise<string>;
   readonly child: ChildProcess;
   readonly port: number;
   readonly logs: string[];
@@ -148,9 +149,12 @@ async function startController(entry: string[], kubeconfig: string, args: string
     child,
     port: port!,
     logs,
-    async metric(name, labels) {
+    async metricsText() {
       const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
-      return sumMetric(await res.text(), name, labels);
+      return res.text();
+    },
+    async metric(name, labels) {
+      return sumMetric(await proc.metricsText(), name, labels);
     },
     rssBytes() {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
@@ -378,7 +382,11 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
       if (n === 1000) {
         rows.push(row({ name: `envs per node, max/min over ${nodeCount} nodes (spread)`, value: Math.max(...perNode.values()) / Math.min(...perNode.values()), unit: '×', target: '≤ 1.1', pass: Math.max(...perNode.values()) / Math.min(...perNode.values()) <= 1.1 }));
       }
-      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, writes, events, perNode: Object.fromEntries(perNode) };
+      const requests = (await ctl.metricsText())
+        .split('\n')
+        .filter((l) => l.startsWith('disposable_env_api_requests_total{') && l.includes('resource="disposableenvs'))
+        .map((l) => l.replace('disposable_env_api_requests_total', ''));
+      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, writes, events, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests };
       log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events`);
       await obs.informer.stop();
     }
