@@ -84,7 +84,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'logLevel', flag: 'log-level', def: 'info', help: 'error, warn, info or debug' },
   { key: 'shutdownTimeout', flag: 'shutdown-timeout', def: '30s', help: 'on SIGTERM, how long in-flight reconciles may take to finish' },
   { key: 'apiMaxInFlight', flag: 'kube-api-max-inflight', def: '64', help: 'concurrent requests to the API server (connections in the keep-alive pool)' },
-  { key: 'eventQueueSize', flag: 'event-queue-size', def: '1000', help: 'Events waiting to be written; beyond it new Events are dropped (and counted)' },
+  { key: 'eventQueueSize', flag: 'event-queue-size', def: '5000', help: 'Events waiting to be written; beyond it new Events are dropped (and counted)' },
 ];
 
 /** Every field as a string (or absent): what flags and the environment give. */

@@ -259,14 +259,18 @@ export class KubeClient {
     });
   }
 
-  /** DELETE with optional preconditions (uid, resourceVersion). 404 is success: it is gone. */
-  async delete(path: string, preconditions?: { uid?: string; resourceVersion?: string }): Promise<boolean> {
+  /**
+   * DELETE with optional preconditions (uid, resourceVersion). Resolves the object as
+   * the server left it (deleting, when finalizers hold it), `true` when it went at once,
+   * or `false` when it was already gone (404 is success).
+   */
+  async delete(path: string, preconditions?: { uid?: string; resourceVersion?: string }): Promise<{ metadata?: { resourceVersion?: string } } | boolean> {
     try {
-      await this.request('DELETE', path, {
+      const out = await this.request<{ kind?: string; metadata?: { resourceVersion?: string } } | undefined>('DELETE', path, {
         verb: 'delete',
         body: preconditions ? { apiVersion: 'v1', kind: 'DeleteOptions', preconditions } : undefined,
       });
-      return true;
+      return out && out.kind !== 'Status' ? out : true;
     } catch (err) {
       if (isNotFound(err)) return false;
       throw err;

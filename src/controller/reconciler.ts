@@ -15,7 +15,7 @@ import { deadlineAt, finalizerReleaseAt, nextDeadline, ttlExpiresAt, type Lifecy
 import type { Strategy } from './config.js';
 import { EVENT_REASONS, type EventType } from './events.js';
 import type { WriteExpectations } from './expectations.js';
-import type { KubeClient } from './kube-client.js';
+import { isNotFound, type KubeClient } from './kube-client.js';
 import type { ControllerMetrics } from './metrics.js';
 import {
   FIELD_MANAGER,
@@ -317,7 +317,9 @@ export class Reconciler {
   private async deleteExpired(env: EnvObject, lc: LifecycleTimes, log: Logger): Promise<void> {
     const { name, namespace = '', uid } = env.metadata;
     try {
-      await this.deps.client.delete(envPath(namespace, name), uid ? { uid } : undefined);
+      const out = await this.deps.client.delete(envPath(namespace, name), uid ? { uid } : undefined);
+      // Held by the finalizer: wait for the cache to show the deletion before looking again.
+      if (typeof out === 'object') this.deps.expectations.expect(keyOf(env.metadata), out.metadata?.resourceVersion, this.now());
     } catch (err) {
       throw new Error(`TTL: unable to delete ${keyOf(env.metadata)}`, { cause: err });
     }
@@ -363,11 +365,14 @@ export class Reconciler {
     if (i < 0) return;
     const { name, namespace = '' } = env.metadata;
     try {
-      await this.deps.client.jsonPatch(envPath(namespace, name), [
+      const out = await this.deps.client.jsonPatch<EnvObject>(envPath(namespace, name), [
         { op: 'test', path: `/metadata/finalizers/${i}`, value: FINALIZER },
         { op: 'remove', path: `/metadata/finalizers/${i}` },
       ]);
+      // Until the cache shows this (usually: the object is gone), do not try again from the stale copy.
+      this.deps.expectations.expect(keyOf(env.metadata), out?.metadata.resourceVersion, this.now());
     } catch (err) {
+      if (isNotFound(err)) return; // already gone: nothing left to release
       throw new Error(`Finalizer: unable to remove ${FINALIZER} from ${keyOf(env.metadata)}`, { cause: err });
     }
     this.deps.metrics?.backstops.inc({ action: `finalizer_released_${why}` });
