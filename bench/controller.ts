@@ -30,14 +30,12 @@ import { API_VERSION, ENV_KIND, GROUP, NODE_LABEL, VERSION } from '../src/api/co
 import { Informer } from '../src/controller/informer.js';
 import { KubeClient, isConflict } from '../src/controller/kube-client.js';
 import type { EnvObject } from '../src/controller/model.js';
-import { FakeAgent } from '../test/helpers/fake-agent.js';
 import { percentile, renderTable, row, type BenchRow, type BenchTable } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '..');
 const quiet = winston.createLogger({ silent: true, transports: [new winston.transports.Console()] });
 const RUN_LABEL = 'disposable.dev/bench-run';
-const GiB = 1024 ** 3;
 
 export interface BenchControllerOptions {
   /** Use this cluster instead of starting one. */
@@ -179,6 +177,28 @@ async function startController(entry: string[], kubeconfig: string, args: string
   }
 }
 
+/** Starts `count` simulated nodes in a child process (bench/controller-agents.ts); resolves once they are registered. */
+async function startAgents(kubeconfig: string, leaseNs: string, id: string, count: number, pool: string, mode: 'life' | 'passive'): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(here, 'controller-agents.ts'), kubeconfig, leaseNs, id, String(count), pool, mode], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const cap = setTimeout(() => child.kill('SIGKILL'), 60 * 60_000);
+  cap.unref();
+  child.once('exit', () => clearTimeout(cap));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`bench: ${pool} agents not ready in 120 s`)), 120_000);
+    child.stdout?.on('data', (b: Buffer) => {
+      if (b.toString().includes('ready')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`bench: ${pool} agents exited with ${code}`)));
+  });
+  return child;
+}
+
 async function waitUntil(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await fn())) {
@@ -299,7 +319,7 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
   const kc = new KubeConfig();
   kc.loadFromFile(cl.kubeconfig);
   const client = await KubeClient.fromKubeConfig(kc, { maxInFlight: 64 });
-  const agents: FakeAgent[] = [];
+  const agentProcs: ChildProcess[] = [];
   const observers: Observer[] = [];
   let ctl: ControllerProc | undefined;
   const rows: BenchRow[] = [];
@@ -347,13 +367,10 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
     await client.request('DELETE', envsPath(ns('base')), { verb: 'deletecollection' });
 
     // Nodes: `life` ones run envs to the end (Running after create, Succeeded 1 s later, Reclaimed on delete);
-    // `cache` ones keep envs bound (they only hold the 10,000 envs of the cache figures).
-    for (let i = 0; i < nodeCount; i++) {
-      agents.push(await FakeAgent.start(kc, { name: `bench-${id}-life-${i}`, leaseNamespace: ns('sys'), labels: { [RUN_LABEL]: id }, nodeLabels: { pool: 'life' }, memoryBytes: 256 * GiB, runMs: 1000, renewEveryMs: 5000 }));
-    }
-    for (let i = 0; i < nodeCount; i++) {
-      agents.push(await FakeAgent.start(kc, { name: `bench-${id}-cache-${i}`, leaseNamespace: ns('sys'), labels: { [RUN_LABEL]: id }, nodeLabels: { pool: 'cache' }, passive: true, renewEveryMs: 5000 }));
-    }
+    // `cache` ones keep envs bound (they only hold the 10,000 envs of the cache figures). They run in their own
+    // processes, so their work does not delay this process's observations.
+    agentProcs.push(await startAgents(cl.kubeconfig, ns('sys'), id, nodeCount, 'life', 'life'));
+    agentProcs.push(await startAgents(cl.kubeconfig, ns('sys'), id, nodeCount, 'cache', 'passive'));
     const ctlArgs = [`--node-lease-namespace=${ns('sys')}`, `--leader-election-namespace=${ns('sys')}`, `--disposable-node-selector=${RUN_LABEL}=${id}`, '--log-level=warn'];
     if (process.env.DENV_BENCH_WORKERS) ctlArgs.push(`--workers=${process.env.DENV_BENCH_WORKERS}`);
     meta.controllerArgs = ctlArgs;
@@ -458,7 +475,20 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
   } finally {
     await ctl?.stop();
     for (const o of observers) await o.informer.stop();
-    await Promise.all(agents.map((a) => a.cleanup().catch(() => undefined)));
+    await Promise.all(
+      agentProcs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null || p.signalCode !== null) return resolve();
+            const t = setTimeout(() => p.kill('SIGKILL'), 30_000);
+            p.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            p.kill('SIGTERM');
+          }),
+      ),
+    );
     if (!(opts.kubeconfig ?? process.env.DENV_BENCH_KUBECONFIG)) {
       await cl.down();
     } else {
