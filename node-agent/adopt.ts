@@ -42,19 +42,35 @@ export async function runtimeProcessAlive(pid: number | undefined): Promise<bool
   return argv.some((a) => /(^|\/)(node|denv)$/.test(a) || a.endsWith('.ts') || a.endsWith('.js'));
 }
 
+/** Helper programs a dead creator may have left running for this env. */
+const HELPERS = new Set(['conmon', 'runc', 'ip', 'mount', 'umount']);
+
 /**
- * End conmon and runc processes that name this env's container and were
- * started by a dead creator (a `runc create` in flight would otherwise make the
- * container after we rolled it back).
+ * End the helper processes a dead creator left in flight for this env (conmon
+ * and runc naming its container, `ip netns add denv-<id>`, `mount` under its
+ * env dir) and wait until they are gone: otherwise one of them could make its
+ * object after the rollback removed everything.
  */
-async function endStrays(id: string): Promise<void> {
+async function endStrays(rt: Runtime, id: string): Promise<void> {
   const cid = hostName(id);
+  const envDir = `${rt.stateDir}/envs/${id}`;
   const { readdir } = await import('node:fs/promises');
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
-    const bin = path.basename(argv[0] ?? '');
-    if ((bin === 'conmon' || bin === 'runc') && argv.includes(cid)) killPids([Number(name)]);
+  const mine = async (): Promise<number[]> => {
+    const pids: number[] = [];
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (!HELPERS.has(path.basename(argv[0] ?? ''))) continue;
+      if (argv.some((a) => a === cid || a === envDir || a.startsWith(`${envDir}/`))) pids.push(Number(name));
+    }
+    return pids;
+  };
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const left = await mine();
+    if (!left.length || Date.now() > deadline) return;
+    killPids(left);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -86,7 +102,7 @@ async function act(rt: Runtime, r: EnvRecord, action: AdoptAction, opts: Recover
   const t = Date.now();
   switch (action) {
     case 'rollback': {
-      await endStrays(r.id);
+      await endStrays(rt, r.id);
       const leaks = await rt.teardown(r.id);
       await rt.journal.update(r.id, (x) => {
         x.phase = 'Failed';
@@ -103,7 +119,7 @@ async function act(rt: Runtime, r: EnvRecord, action: AdoptAction, opts: Recover
       break;
     }
     case 'finish':
-      await endStrays(r.id);
+      await endStrays(rt, r.id);
       await rt.finish(r.id, r.phase === 'Terminating' && r.reason ? { reason: r.reason as 'Stopped', message: r.message ?? '' } : undefined);
       break;
     case 'supervise':

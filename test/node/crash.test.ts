@@ -66,7 +66,9 @@ function startRunner(): Runner {
   });
   ready.catch(() => undefined);
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  return { child, ready, exited, out, running };
+  const r = { child, ready, exited, out, running };
+  runners.push(r);
+  return r;
 }
 
 /** Every host object still named after env `id`. */
@@ -97,8 +99,10 @@ function hostObjects(rt: Runtime, id: string): string[] {
 
 const dirs: string[] = [];
 const sd = stateDir(dirs);
+const runners: Runner[] = [];
 
 afterAll(async () => {
+  for (const r of runners) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
   const before = await findLeaks();
   await cleanup(dirs);
   expect([...before, ...(await findLeaks())]).toEqual([]);
@@ -152,6 +156,7 @@ it(`survives ${ITERATIONS} SIGKILLs of the runtime at random points (seed ${SEED
       expect(outstanding(r)).toEqual([]);
       if (how === 'supervise' || done) {
         // adopted and ran to its own end: exit code and log intact through conmon
+        if (r.exitCode !== 7) console.log(JSON.stringify({ i, how, atKill, phase: r.phase, reason: r.reason, message: r.message, runner: runner.out.slice(-3), adopted }));
         expect(r.exitCode).toBe(7);
         expect(r.logTail).toContain(`out-${i}`);
       }
