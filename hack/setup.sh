@@ -33,8 +33,13 @@ else
   step "host packages present"
 fi
 
-step "npm ci"
-npm ci --no-audit --no-fund --loglevel=error
+# `npm ci` cannot be used here: the npm registry these machines reach does not
+# serve the non-Linux builds of jest's optional native resolver
+# (@unrs/resolver-binding-darwin-*, -win32-*, …), so the lockfile cannot list
+# them and `npm ci` refuses it as out of sync. `npm install` installs the
+# versions the lockfile pins and skips the unavailable optional packages.
+step "npm install (versions pinned by package-lock.json)"
+npm install --no-audit --no-fund --loglevel=error
 
 step "npm run build"
 npm run build --silent
