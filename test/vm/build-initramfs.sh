@@ -129,6 +129,15 @@ mount -t 9p -o "$opts9p,cache=none" out /newroot/run/denv/out || fail "mount out
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=0755 tmpfs /newroot/var/lib || fail "mount /var/lib"
 mount -t tmpfs -o mode=0700 tmpfs /newroot/root || fail "mount /root"
+# A checkout under one of the tmpfs dirs above is hidden by them: mount the
+# separately exported repo back at its own path.
+if [ -f /newroot/run/denv/out/.repo-path ]; then
+  rp=$(cat /newroot/run/denv/out/.repo-path)
+  case "$rp" in
+    /tmp/*|/run/*|/var/lib/*|/root/*)
+      mkdir -p "/newroot$rp" && mount -t 9p -o "$opts9p,ro,cache=loose" repo "/newroot$rp" || fail "mount repo at $rp" ;;
+  esac
+fi
 mount --move /proc /newroot/proc || fail "move /proc"
 mount --move /sys /newroot/sys || fail "move /sys"
 mount --move /dev /newroot/dev || fail "move /dev"

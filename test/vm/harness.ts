@@ -73,7 +73,14 @@ interface VmImage {
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUILD_SCRIPT = path.join(HERE, 'build-initramfs.sh');
 const QEMU = process.env.DENV_VM_QEMU ?? 'qemu-system-x86_64';
-const RESERVED = new Set(['cmd.sh', 'stdout', 'stderr', 'exit', 'exit.tmp', 'stage1-error']);
+const RESERVED = new Set(['cmd.sh', 'stdout', 'stderr', 'exit', 'exit.tmp', 'stage1-error', '.repo-path']);
+/**
+ * The repository root. The guest mounts fresh tmpfs on /tmp, /run, /var/lib and
+ * /root, which would hide a checkout living there (CI may clone anywhere), so
+ * the repo is also exported on its own and mounted back at the same path.
+ */
+const REPO = path.resolve(HERE, '..', '..');
+if (REPO.includes(',')) throw new Error(`the repository path must not contain a comma (qemu -virtfs option syntax): ${REPO}`);
 
 /** qboot (from qemu-system-data) starts a -kernel boot about a second sooner than SeaBIOS. */
 const QBOOT = '/usr/share/qemu/qboot.rom';
@@ -227,6 +234,7 @@ async function runLocked(
     }
     if (opts.cwd) prologue += `cd ${shellQuote(opts.cwd)} || exit 125\n`;
     await writeFile(path.join(outDir, 'cmd.sh'), prologue + script + '\n', { mode: 0o644 });
+    await writeFile(path.join(outDir, '.repo-path'), REPO);
 
     const args = [
       '-accel', 'tcg',
@@ -242,6 +250,7 @@ async function runLocked(
       '-append', 'console=ttyS0 quiet panic=-1 mitigations=off',
       '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap,id=hostroot',
       '-virtfs', `local,path=${outDir},mount_tag=out,security_model=none,id=out`,
+      '-virtfs', `local,path=${REPO},mount_tag=repo,security_model=passthrough,readonly=on,multidevs=remap,id=repo`,
     ];
 
     const started = Date.now();
