@@ -30,6 +30,7 @@ import { API_VERSION, ENV_KIND, GROUP, NODE_LABEL, VERSION } from '../src/api/co
 import { Informer } from '../src/controller/informer.js';
 import { KubeClient, isConflict } from '../src/controller/kube-client.js';
 import type { EnvObject } from '../src/controller/model.js';
+import { sumMetric } from '../test/helpers/prom-text.js';
 import { percentile, renderTable, row, type BenchRow, type BenchTable } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -93,17 +94,6 @@ interface ControllerProc {
   stop(): Promise<void>;
 }
 
-function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have: Record<string, string> = {};
-    for (const kv of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have[kv[1]!] = kv[2]!;
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[4]);
-  }
-  return sum;
-}
 
 /**
  * The controller as production runs it: compiled JavaScript (`npm run build` → dist/), not

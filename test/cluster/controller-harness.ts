@@ -12,6 +12,9 @@ import { API_VERSION, ENV_KIND, FINALIZER, GROUP, VERSION } from '../../src/api/
 import { KubeClient, isNotFound } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
 import { kubeConfig, kubeconfigPath } from '../helpers/kube.js';
+import { sumMetric } from '../helpers/prom-text.js';
+
+export { sumMetric };
 
 export { FINALIZER };
 
@@ -54,19 +57,6 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Parses Prometheus text and sums the samples of `name` matching `labels`. */
-export function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have: Record<string, string> = {};
-    for (const kv of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have[kv[1]!] = kv[2]!;
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[4]);
-  }
-  return sum;
-}
 
 /** Spawns `denv controller` against the test cluster and waits until /readyz answers 200. */
 export async function startController(args: string[], opts: { waitReady?: boolean } = {}): Promise<ControllerProcess> {

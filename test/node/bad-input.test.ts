@@ -6,19 +6,14 @@
 import { jest } from '@jest/globals';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import { cleanup, denv, envDirs, findLeaks, hostSnapshot, manifest, REPO, stateDir } from './helpers.js';
+import { checkLeaksAfterAll, denv, envDirs, hostSnapshot, manifest, REPO, stateDir } from './helpers.js';
 
 jest.setTimeout(120_000);
 
 const dirs: string[] = [];
 const work = stateDir(dirs);
 
-afterAll(async () => {
-  // leaks are looked for before the emergency cleanup (which would hide them), and after it
-  const before = await findLeaks();
-  await cleanup(dirs);
-  expect([...before, ...(await findLeaks())]).toEqual([]);
-});
+checkLeaksAfterAll(dirs);
 
 const ok = { workload: { command: ['/bin/true'] } };
 

@@ -79,6 +79,18 @@ export function result(stdout: string): Record<string, any> {
  * Tear down whatever the journals of `dirs` still list, then delete the dirs.
  * Runs in afterAll so a failed test cannot leave host objects behind.
  */
+/**
+ * Register the suite's leak check: leaks are looked for before the emergency
+ * cleanup (which would hide them), and after it; any leak fails the suite.
+ */
+export function checkLeaksAfterAll(dirs: string[]): void {
+  afterAll(async () => {
+    const before = await findLeaks();
+    await cleanup(dirs);
+    expect([...before, ...(await findLeaks())]).toEqual([]);
+  });
+}
+
 export async function cleanup(dirs: string[]): Promise<void> {
   for (const d of dirs) {
     if (!existsSync(d)) continue;

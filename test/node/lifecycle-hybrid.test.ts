@@ -12,19 +12,14 @@ import path from 'node:path';
 import { parseSpec } from '../../src/api/validate.js';
 import { Journal } from '../../node-agent/journal.js';
 import { Runtime } from '../../node-agent/runtime.js';
-import { cleanup, denv, findLeaks, manifest, REPO, result, stateDir, testId, waitFor } from './helpers.js';
+import { checkLeaksAfterAll, denv, findLeaks, manifest, REPO, result, stateDir, testId, waitFor } from './helpers.js';
 
 jest.setTimeout(120_000);
 
 const dirs: string[] = [];
 const work = stateDir(dirs);
 
-afterAll(async () => {
-  // leaks are looked for before the emergency cleanup (which would hide them), and after it
-  const before = await findLeaks();
-  await cleanup(dirs);
-  expect([...before, ...(await findLeaks())]).toEqual([]);
-});
+checkLeaksAfterAll(dirs);
 
 const FAST = ['--sample-interval-ms', '200'];
 const seconds = (r: Record<string, any>): number => (Date.parse(r.finishTime) - Date.parse(r.startTime)) / 1000;

@@ -14,7 +14,7 @@ import { Journal } from '../../node-agent/journal.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseSpec } from '../../src/api/validate.js';
 import { parseMountinfo } from '../../src/core/procfs.js';
-import { cleanup, denv, events, findLeaks, kv, manifest, result, stateDir, testId, waitFor, zombies } from './helpers.js';
+import { checkLeaksAfterAll, denv, events, kv, manifest, result, stateDir, testId, waitFor, zombies } from './helpers.js';
 
 jest.setTimeout(120_000);
 
@@ -22,13 +22,10 @@ const dirs: string[] = [];
 const work = stateDir(dirs);
 const measured: Record<string, number[]> = { createToRunning: [], teardown: [] };
 
-afterAll(async () => {
-  // leaks are looked for before the emergency cleanup (which would hide them), and after it
-  const before = await findLeaks();
-  await cleanup(dirs);
+afterAll(() => {
   console.log(`measured on this host (ms): ${JSON.stringify(measured)}`);
-  expect([...before, ...(await findLeaks())]).toEqual([]);
 });
+checkLeaksAfterAll(dirs);
 
 function note(r: Record<string, any>): void {
   if (typeof r.timings?.createToRunning === 'number') measured.createToRunning!.push(r.timings.createToRunning);
