@@ -298,7 +298,11 @@ curl_tls() {
 wait_for() {
   local name="$1" url="$2" cert="$3" key="$4" deadline=$((SECONDS + READY_TIMEOUT)) body=""
   while ((SECONDS < deadline)); do
-    if ! is_ours "$name"; then
+    # Just after the fork /proc/PID/cmdline can still be the shell's, before the
+    # exec: judge "exited" by the PID being gone, not by is_ours.
+    local pid
+    pid="$(pid_of "$name")"
+    if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
       printf '[cluster] %s exited during startup; last lines of %s:\n' "$name" "$LOGS/$name.log" >&2
       tail -n 30 "$LOGS/$name.log" >&2
       return 1
