@@ -215,7 +215,7 @@ export class Journal {
    * so two runs can never share an id) and writes the first journal. This is
    * the first thing written for an env, before any host resource exists.
    */
-  async begin(init: NewEnvRecord): Promise<EnvRecord> {
+  async begin(init: NewEnvRecord, intents: readonly ResourceRef[] = []): Promise<EnvRecord> {
     const id = assertEnvId(init.id);
     await mkdir(this.envsDir, { recursive: true, mode: 0o711 });
     await mkdir(envPaths(this.stateDir, id).dir, { mode: 0o711 }); // EEXIST: id collision, refuse. o+x: runc resolves the rootfs as the env's mapped root
@@ -225,7 +225,8 @@ export class Journal {
       createdAt: init.createdAt ?? t,
       version: JOURNAL_VERSION,
       stateDir: this.stateDir,
-      resources: [],
+      // everything create will make, journaled in the same write that creates the record
+      resources: intents.map((ref) => ({ kind: ref.kind, hostId: ref.hostId, state: 'intended' as const, intendedAt: t, ...(ref.detail ? { detail: ref.detail } : {}) })),
       seq: 1,
       updatedAt: t,
     };

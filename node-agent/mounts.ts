@@ -65,9 +65,9 @@ function topMountAt(table: readonly MountEntry[], dir: string): MountEntry | und
  */
 export async function bindHostRoot(tools: MountTools, target: string, anchor: string): Promise<void> {
   try {
-    await run(tools.mount, ['--rbind', '/', target], { timeoutMs: TIMEOUT });
-    // nothing we do below target may propagate back to the host or its peers
-    await run(tools.mount, ['--make-rslave', target], { timeoutMs: TIMEOUT });
+    // One mount(8) call binds and then makes the copy a slave, so no SIGKILL of ours can leave a copy that
+    // is a peer of the host's mounts (an unmount below a peer would propagate to the host's own mounts).
+    await run(tools.mount, ['--rbind', '--make-rslave', '/', target], { timeoutMs: TIMEOUT });
     let table = await mountTable();
     for (const m of mountsUnder(table, `${target}/run/netns`).reverse()) {
       await run(tools.umount, ['-l', m.mountPoint], { timeoutMs: TIMEOUT, allowFailure: true });

@@ -16,11 +16,12 @@ import { procState } from '../src/core/procfs.js';
 import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
-import { conmonCreate, logTail, readExitCode, runcDelete, runcKill, runcStart } from './conmon.js';
+import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, runcStart } from './conmon.js';
 import { releaseIdRange, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
-import { bindHostRoot, ensureAnchor, unmountTree } from './mounts.js';
+import { HostRoot } from './hostroot.js';
+import { unmountTree } from './mounts.js';
 import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId } from './names.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
 import { buildOciConfig, type InitKind } from './oci.js';
@@ -94,6 +95,8 @@ export class Runtime {
   readonly cgroupRoot: string;
   readonly runcRoot: string;
   readonly idmapDir: string;
+  /** The read-only host root shared by every env of this state dir without rootfs.hostPath. */
+  readonly hostRoot: HostRoot;
   private toolsCache?: Tools;
 
   private constructor(
@@ -106,6 +109,23 @@ export class Runtime {
     this.cgroupRoot = assertCgroupRoot(options.cgroupRoot ?? DEFAULT_CGROUP_ROOT);
     this.runcRoot = options.runcRoot ?? RUNC_ROOT;
     this.idmapDir = options.idmapDir ?? IDMAP_DIR;
+    this.hostRoot = new HostRoot(this.stateDir, () => this.teardownTools());
+  }
+
+  /**
+   * Remove the shared host root if no env of this state dir may still use it
+   * (every env finished and fully torn down). Commands call it when they are
+   * done; a long-lived agent keeps the tree. Returns true when it was removed.
+   */
+  async close(): Promise<boolean> {
+    return this.hostRoot.release(() => this.idle());
+  }
+
+  /** True when no env of this state dir is live or still holds a container. */
+  async idle(): Promise<boolean> {
+    const { records, incomplete } = await this.journal.list();
+    if (incomplete.length) return false;
+    return records.every((r) => isFinished(r) && !outstanding(r).some((x) => x.kind === 'container' || x.kind === 'conmon'));
   }
 
   /** Detect the host's cgroup layout and pick the driver. Changes nothing on the host. */
@@ -206,6 +226,9 @@ export class Runtime {
     const id = req.id ?? generateEnvId();
     const t0 = Date.now();
     const rel = cgroupRelPath(this.cgroupRoot, req.spec.class, id);
+    // Every host object create may make is journaled up front, in the record's first write; each
+    // later step only records what it made (one write at the end of build). Teardown of an intended
+    // object that never came to exist is a verified no-op.
     let record = await this.journal.begin({
       id,
       name: req.name,
@@ -218,7 +241,7 @@ export class Runtime {
       deadlines: {},
       pids: { creator: process.pid },
       runtime: { runc: tools.runc, conmon: tools.conmon, init: tools.init, runcRoot: this.runcRoot },
-    });
+    }, this.intents(id, rel, req.spec));
     onPhase?.(record);
     try {
       await this.build(record, tools);
@@ -239,10 +262,26 @@ export class Runtime {
     }
   }
 
+  /** The host objects an env with `spec` will own, before any exists. */
+  private intents(id: string, rel: string, spec: EnvSpec): ResourceRef[] {
+    const p = envPaths(this.stateDir, id);
+    const cid = hostName(id);
+    const ns = spec.isolation.namespaces;
+    const dirs = [...new Set(this.driver.directories(rel).flat())];
+    return [
+      ...(ns.includes('user') && spec.isolation.userNamespace.hostIdStart === undefined ? [{ kind: 'idRange' as const, hostId: `${this.idmapDir}/?`, detail: { pending: true } }] : []),
+      ...dirs.map((d) => ({ kind: 'cgroup' as const, hostId: d })),
+      ...(ns.includes('net') ? [{ kind: 'netns' as const, hostId: netnsPath(hostName(id)) }] : []),
+      { kind: 'container', hostId: cid, detail: { root: this.runcRoot } },
+      { kind: 'conmon', hostId: cid, detail: { pidFile: p.conmonPidFile } },
+    ];
+  }
+
   private async build(record: EnvRecord, tools: Tools): Promise<void> {
     const { id, spec } = record;
     const p = envPaths(this.stateDir, id);
     const timings: Record<string, number> = {};
+    const made: ResourceRef[] = [];
     const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
       const t = Date.now();
       await fn();
@@ -250,25 +289,38 @@ export class Runtime {
     };
     const ns = spec.isolation.namespaces;
     let idRange: { start: number; size: number } | undefined;
-    if (ns.includes('user')) {
-      await step('idRange', async () => {
-        idRange = await this.reserveIds(id, spec);
-      });
-    }
-    await step('cgroup', () => this.makeCgroup(record));
     const netns = ns.includes('net') ? hostName(id) : undefined;
-    if (netns) await step('netns', () => this.makeNetns(id, tools, netns));
     const hostRoot = spec.rootfs === undefined;
-    if (hostRoot) await step('rootfs', () => this.makeRootfs(id, tools));
+    let rootfsPath = spec.rootfs?.hostPath ?? '';
+    // independent of each other: the uid range, the cgroup subtree, the netns, the shared root, the bundle dirs
+    await Promise.all([
+      ns.includes('user')
+        ? step('idRange', async () => {
+            idRange = await this.reserveIds(id, spec);
+          })
+        : undefined,
+      step('cgroup', () => this.makeCgroup(record, made)),
+      netns
+        ? step('netns', async () => {
+            await createNetns(tools.ip, netns);
+            made.push({ kind: 'netns', hostId: netnsPath(netns), madeByUs: true });
+          })
+        : undefined,
+      hostRoot
+        ? step('rootfs', async () => {
+            rootfsPath = await this.hostRoot.acquire();
+          })
+        : undefined,
+      mkdir(p.bundle, { recursive: true, mode: 0o711 }),
+      mkdir(p.exitDir, { recursive: true, mode: 0o700 }),
+      mkdir(p.socketDir, { recursive: true, mode: 0o700 }),
+    ]);
     await step('bundle', async () => {
-      await mkdir(p.bundle, { recursive: true, mode: 0o711 });
-      await mkdir(p.exitDir, { recursive: true, mode: 0o700 });
-      await mkdir(p.socketDir, { recursive: true, mode: 0o700 });
       const cfg = buildOciConfig({
         id,
         name: record.name,
         spec,
-        rootfsPath: hostRoot ? p.rootfs : (spec.rootfs?.hostPath ?? ''),
+        rootfsPath,
         hostRoot,
         ...(netns ? { netnsPath: netnsPath(netns) } : {}),
         ...(idRange ? { idRange } : {}),
@@ -276,13 +328,34 @@ export class Runtime {
         initHostPath: tools.init,
         initKind: tools.initKind,
       });
-      await writeFile(p.config, JSON.stringify(cfg, null, 2), { mode: 0o600 });
+      await writeFile(p.config, JSON.stringify(cfg), { mode: 0o600 });
     });
-    await step('runcCreate', () => this.launch(record, tools));
+    let pids: { conmonPid: number; containerPid: number } | undefined;
+    await step('runcCreate', async () => {
+      pids = await this.launch(record, tools);
+    });
+    const cid = hostName(id);
+    made.push({ kind: 'container', hostId: cid, madeByUs: true }, { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: pids?.conmonPid ?? 0 } });
     await this.journal.update(id, (r) => {
+      const t = new Date().toISOString();
+      for (const ref of made) {
+        const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
+        if (!e) {
+          r.resources.push({ kind: ref.kind, hostId: ref.hostId, state: 'created', intendedAt: t, createdAt: t, ...(ref.madeByUs !== undefined ? { madeByUs: ref.madeByUs } : {}), ...(ref.detail ? { detail: ref.detail } : {}) });
+          continue;
+        }
+        e.state = 'created';
+        e.createdAt = t;
+        if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
+        if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
+      }
       r.timings = { ...r.timings, ...timings };
       if (netns) r.netns = netnsPath(netns);
       if (idRange) r.idRange = idRange;
+      if (pids) {
+        r.pids.conmon = pids.conmonPid;
+        r.pids.container = pids.containerPid;
+      }
     });
   }
 
@@ -290,8 +363,8 @@ export class Runtime {
     const size = spec.isolation.userNamespace.size;
     const fixed = spec.isolation.userNamespace.hostIdStart;
     if (fixed !== undefined) return { start: fixed, size };
-    // The reservation file is the resource; its name is only known once reserved, so journal the directory's intent first.
-    await this.journal.intend(id, [{ kind: 'idRange', hostId: `${this.idmapDir}/?`, detail: { pending: true } }]);
+    // The reservation file is the resource; its name is only known once reserved, so begin() journaled the
+    // directory's intent (`<idmap>/?`); the file is recorded as soon as it exists.
     const res = await reserveIdRange(this.idmapDir, `${id} ${this.stateDir}`, size);
     await this.journal.update(id, (r) => {
       r.resources = r.resources.filter((x) => !(x.kind === 'idRange' && x.hostId === `${this.idmapDir}/?`));
@@ -300,13 +373,18 @@ export class Runtime {
     return { start: res.start, size: res.size };
   }
 
-  private async makeCgroup(record: EnvRecord): Promise<void> {
+  private async makeCgroup(record: EnvRecord, made: ResourceRef[]): Promise<void> {
     const { id, spec } = record;
+    const intended = new Set(record.resources.filter((x) => x.kind === 'cgroup').map((x) => x.hostId));
     const created = await this.driver.create(record.cgroupPath, spec.resources, {
       bestEffort: spec.resources.bestEffort,
       hooks: {
-        intend: (dirs) => this.journal.intend(id, dirs.map((d) => ({ kind: 'cgroup', hostId: d }))),
-        created: (dirs) => this.journal.created(id, dirs.map((d) => ({ kind: 'cgroup', hostId: d.dir, madeByUs: d.made }))),
+        // begin() journaled every directory of the tree; anything else is journaled before it is made
+        intend: (dirs) => this.journal.intend(id, dirs.filter((d) => !intended.has(d)).map((d) => ({ kind: 'cgroup', hostId: d }))),
+        created: (dirs) => {
+          made.push(...dirs.map((d) => ({ kind: 'cgroup' as const, hostId: d.dir, madeByUs: d.made })));
+          return Promise.resolve(); // recorded with the rest of build's results in one journal write
+        },
       },
     });
     if (created.skipped.length) {
@@ -316,36 +394,12 @@ export class Runtime {
     }
   }
 
-  private async makeNetns(id: string, tools: Tools, name: string): Promise<void> {
-    const ref: ResourceRef = { kind: 'netns', hostId: netnsPath(name) };
-    await this.journal.intend(id, [ref]);
-    await createNetns(tools.ip, name);
-    await this.journal.created(id, [{ ...ref, madeByUs: true }]);
-  }
-
-  private async makeRootfs(id: string, tools: Tools): Promise<void> {
-    const p = envPaths(this.stateDir, id);
-    // The env's bundle dir is its own anchor (an unbindable self-bind): rbinds of `/` made for
-    // other envs skip it, so no env's rootfs ever contains another's.
-    const anchor = p.bundle;
-    await mkdir(p.rootfs, { recursive: true, mode: 0o711 });
-    await this.journal.intend(id, [{ kind: 'mountAnchor', hostId: anchor }]);
-    const made = await ensureAnchor(tools, anchor);
-    await this.journal.created(id, [{ kind: 'mountAnchor', hostId: anchor, madeByUs: made }]);
-    await this.journal.intend(id, [{ kind: 'mount', hostId: p.rootfs }]);
-    await bindHostRoot(tools, p.rootfs, anchor);
-    await this.journal.created(id, [{ kind: 'mount', hostId: p.rootfs, madeByUs: true }]);
-  }
-
-  private async launch(record: EnvRecord, tools: Tools): Promise<void> {
+  private async launch(record: EnvRecord, tools: Tools): Promise<{ conmonPid: number; containerPid: number }> {
     const { id, spec } = record;
     const p = envPaths(this.stateDir, id);
     const cid = hostName(id);
-    await this.journal.intend(id, [
-      { kind: 'container', hostId: cid, detail: { root: this.runcRoot } },
-      { kind: 'conmon', hostId: cid, detail: { pidFile: p.conmonPidFile } },
-    ]);
-    const { conmonPid, containerPid } = await conmonCreate({
+    // the container and conmon were journaled as intended by begin()
+    return conmonCreate({
       conmon: tools.conmon,
       runc: tools.runc,
       runcRoot: this.runcRoot,
@@ -361,14 +415,6 @@ export class Runtime {
       conmonLog: path.join(p.dir, 'conmon.log'),
       persistDir: p.dir,
       backstopSeconds: spec.lifecycle.timeoutSeconds + spec.lifecycle.gracePeriodSeconds + 30,
-    });
-    await this.journal.created(id, [
-      { kind: 'container', hostId: cid, madeByUs: true },
-      { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: conmonPid } },
-    ]);
-    await this.journal.update(id, (r) => {
-      r.pids.conmon = conmonPid;
-      r.pids.container = containerPid;
     });
   }
 
@@ -448,7 +494,7 @@ export class Runtime {
       if (code !== undefined) return code;
       const conmonUp = r.pids.conmon !== undefined && (await isConmonOf(r.pids.conmon, hostName(r.id)));
       if (!conmonUp || Date.now() > deadline || (await this.driver.populated(r.cgroupPath).catch(() => false))) return undefined;
-      await sleep(20);
+      await sleep(5);
     }
   }
 
@@ -468,19 +514,31 @@ export class Runtime {
     const t = Date.now();
     const r = await this.mustRead(id);
     const leaks: LeakReport[] = [];
+    const gone: ResourceRef[] = [];
     const stuck = await this.killAndWait(r);
     if (stuck) leaks.push(stuck);
-    await this.tryStep(leaks, 'container', () => this.removeContainer(r));
-    await this.tryStep(leaks, 'conmon', () => this.reapConmon(r));
-    await this.tryStep(leaks, 'mount', () => this.removeMounts(r));
-    await this.tryStep(leaks, 'netns', () => this.removeNetns(r));
+    // with the processes gone these are independent: the container (then its conmon), mounts, the netns
+    await Promise.all([
+      this.tryStep(leaks, 'container', () => this.removeContainer(r, gone)).then(() => this.tryStep(leaks, 'conmon', () => this.reapConmon(r, gone))),
+      this.tryStep(leaks, 'mount', () => this.removeMounts(r, gone)),
+      this.tryStep(leaks, 'netns', () => this.removeNetns(r, gone)),
+    ]);
     if (!stuck) {
-      await this.tryStep(leaks, 'cgroup', () => this.removeCgroups(r));
-      await this.tryStep(leaks, 'idRange', () => this.releaseIds(r));
+      await this.tryStep(leaks, 'cgroup', () => this.removeCgroups(r, gone));
+      await this.tryStep(leaks, 'idRange', () => this.releaseIds(r, gone));
     } else {
       leaks.push({ what: 'cgroup', detail: `${r.cgroupPath} kept: processes are still inside` });
     }
+    // everything verified gone is crossed off in one write; a teardown cut short repeats the checks
     await this.journal.update(id, (x) => {
+      const at = new Date().toISOString();
+      for (const g of gone) {
+        const e = x.resources.find((y) => y.kind === g.kind && y.hostId === g.hostId);
+        if (e && e.state !== 'removed') {
+          e.state = 'removed';
+          e.removedAt = at;
+        }
+      }
       x.timings = { ...x.timings, teardown: Date.now() - t };
     });
     return leaks;
@@ -511,74 +569,80 @@ export class Runtime {
     return { what: 'processes', pids, detail: `${pids.length} process(es) survived SIGKILL for ${waitMs} ms (${inD} in uninterruptible sleep): ${states.join(' ')}` };
   }
 
-  private async removeContainer(r: EnvRecord): Promise<void> {
+  private async removeContainer(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const c = outstanding(r).find((x) => x.kind === 'container');
     if (!c) return;
     await runcDelete(r.runtime.runc, r.runtime.runcRoot, c.hostId);
-    await this.journal.removed(r.id, [{ kind: 'container', hostId: c.hostId }]);
+    gone.push({ kind: 'container', hostId: c.hostId });
   }
 
-  private async reapConmon(r: EnvRecord): Promise<void> {
+  private async reapConmon(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const c = outstanding(r).find((x) => x.kind === 'conmon');
     if (!c) return;
-    const pid = r.pids.conmon;
+    // a creator that died before recording the pid still left conmon's own pid file
+    const pidFile = typeof c.detail?.pidFile === 'string' ? c.detail.pidFile : undefined;
+    const pid = r.pids.conmon ?? (pidFile ? await readPidFile(pidFile).catch(() => undefined) : undefined);
     if (pid !== undefined && (await isConmonOf(pid, c.hostId))) {
       // conmon exits by itself once the container is gone and the exit file is written
       const deadline = Date.now() + 5000;
-      while (Date.now() < deadline && (await isConmonOf(pid, c.hostId))) await sleep(20);
+      while (Date.now() < deadline && (await isConmonOf(pid, c.hostId))) await sleep(5);
       if (await isConmonOf(pid, c.hostId)) {
         process.kill(pid, 'SIGKILL');
         await sleep(50);
         if (await isConmonOf(pid, c.hostId)) throw new Error(`conmon pid ${pid} did not exit`);
       }
     }
-    await this.journal.removed(r.id, [{ kind: 'conmon', hostId: c.hostId }]);
+    gone.push({ kind: 'conmon', hostId: c.hostId });
   }
 
-  private async removeMounts(r: EnvRecord): Promise<void> {
-    const tools = await this.teardownTools(r);
-    for (const m of outstanding(r).filter((x) => x.kind === 'mount')) {
-      await unmountTree(tools, m.hostId);
-      await this.journal.removed(r.id, [{ kind: 'mount', hostId: m.hostId }]);
-    }
-    for (const a of outstanding(r).filter((x) => x.kind === 'mountAnchor')) {
-      await unmountTree(tools, a.hostId);
-      await this.journal.removed(r.id, [{ kind: 'mountAnchor', hostId: a.hostId }]);
+  private async removeMounts(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
+    const kinds = ['mount', 'mountAnchor'] as const; // mounts first, then the anchor they sit under
+    if (!outstanding(r).some((x) => (kinds as readonly string[]).includes(x.kind))) return;
+    const tools = await this.teardownTools();
+    for (const kind of kinds) {
+      for (const m of outstanding(r).filter((x) => x.kind === kind)) {
+        await unmountTree(tools, m.hostId);
+        gone.push({ kind, hostId: m.hostId });
+      }
     }
   }
 
-  private async removeNetns(r: EnvRecord): Promise<void> {
-    const tools = await this.teardownTools(r);
-    for (const n of outstanding(r).filter((x) => x.kind === 'netns')) {
+  private async removeNetns(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
+    const list = outstanding(r).filter((x) => x.kind === 'netns');
+    if (!list.length) return;
+    const tools = await this.teardownTools();
+    for (const n of list) {
       await deleteNetns(tools.ip, path.basename(n.hostId));
-      await this.journal.removed(r.id, [{ kind: 'netns', hostId: n.hostId }]);
+      gone.push({ kind: 'netns', hostId: n.hostId });
     }
   }
 
-  private async removeCgroups(r: EnvRecord): Promise<void> {
+  private async removeCgroups(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const entries = outstanding(r).filter((x) => x.kind === 'cgroup');
     if (!entries.length) return;
     await this.driver.remove(r.cgroupPath, { budgetMs: 5000, removeParents: true });
     // leaves must be gone; parents are shared and may stay while other envs use them
     const leaves = new Set(this.driver.directories(r.cgroupPath).map((chain) => chain[chain.length - 1]));
     const still: string[] = [];
-    for (const e of entries) {
-      const gone = !(await stat(e.hostId).catch(() => undefined));
-      if (!gone && leaves.has(e.hostId)) still.push(e.hostId);
-    }
-    await this.journal.removed(r.id, entries.filter((e) => !still.includes(e.hostId)).map((e) => ({ kind: 'cgroup' as const, hostId: e.hostId })));
+    await Promise.all(
+      entries.map(async (e) => {
+        const exists = (await stat(e.hostId).catch(() => undefined)) !== undefined;
+        if (exists && leaves.has(e.hostId)) still.push(e.hostId);
+        else gone.push({ kind: 'cgroup', hostId: e.hostId });
+      }),
+    );
     if (still.length) throw new Error(`cgroup directories still exist: ${still.join(', ')}`);
   }
 
-  private async releaseIds(r: EnvRecord): Promise<void> {
+  private async releaseIds(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     for (const x of outstanding(r).filter((e) => e.kind === 'idRange')) {
       if (!x.hostId.endsWith('/?')) await releaseIdRange(x.hostId);
-      await this.journal.removed(r.id, [{ kind: 'idRange', hostId: x.hostId }]);
+      gone.push({ kind: 'idRange', hostId: x.hostId });
     }
   }
 
   /** Tools for teardown: the ones this runtime resolves (mount, umount, ip come from the system path). */
-  private async teardownTools(_r: EnvRecord): Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>> {
+  private async teardownTools(): Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>> {
     const sysPath = `${process.env.PATH ?? ''}:${SYSTEM_PATH}`;
     const ip = (await findExecutable('ip', sysPath)) ?? 'ip';
     const mount = (await findExecutable('mount', sysPath)) ?? 'mount';

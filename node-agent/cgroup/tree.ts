@@ -57,13 +57,15 @@ async function makeTreeOnce(
       const dirs = lv[i] ?? [];
       const isLeaf = i === lv.length - 1;
       await hooks.intend(dirs);
+      // the hierarchies are independent: one level everywhere at once
+      const settled = await Promise.allSettled(dirs.map(async (dir) => ({ dir, made: await mkdirCgroup(dir) })));
       const results: { dir: string; made: boolean }[] = [];
-      for (const dir of dirs) {
-        const m = await mkdirCgroup(dir);
-        if (m) made.push(dir);
-        results.push({ dir, made: m });
-        if (isLeaf && !m) throw new CgroupError(`cgroup: ${dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
-      }
+      for (const r of settled) if (r.status === 'fulfilled') results.push(r.value);
+      for (const r of results) if (r.made) made.push(r.dir);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const existing = results.find((r) => !r.made);
+      if (isLeaf && existing) throw new CgroupError(`cgroup: ${existing.dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
       await hooks.created(results);
       await afterLevel(results, isLeaf);
     }
@@ -99,19 +101,20 @@ export async function removeTreeEverywhere(
   const errors: string[] = [];
   const lv = levels(hierarchyRoots, relPath);
   const leaves = lv[lv.length - 1] ?? [];
-  for (const dir of leaves) {
-    try {
-      await removeCgroupDir(dir, { budgetMs: opts.budgetMs ?? 5000 });
-      if (!(await exists(dir))) removed.push(dir);
-    } catch (err) {
-      errors.push((err as Error).message);
-    }
-  }
+  await Promise.all(
+    leaves.map(async (dir) => {
+      try {
+        await removeCgroupDir(dir, { budgetMs: opts.budgetMs ?? 5000 });
+        if (!(await exists(dir))) removed.push(dir);
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }),
+  );
   if (opts.removeParents !== false) {
     for (let i = lv.length - 2; i >= 0; i--) {
-      for (const dir of lv[i] ?? []) {
-        if (await removeIfUnused(dir)) removed.push(dir);
-      }
+      const gone = await Promise.all((lv[i] ?? []).map(async (dir) => ((await removeIfUnused(dir)) ? dir : undefined)));
+      for (const d of gone) if (d !== undefined) removed.push(d);
     }
   }
   if (errors.length) throw new CgroupError(errors.join('; '), 'EBUSY');

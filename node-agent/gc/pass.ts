@@ -34,6 +34,11 @@ export interface GcOptions {
   readonly metrics?: NodeMetrics;
   /** Extra state dirs whose journals and env dirs count (default: the runtime's). */
   readonly stateDirs?: readonly string[];
+  /**
+   * Also reclaim the state dir's shared host root when no env can use it (default:
+   * true unless `scope` restricts the pass to some envs).
+   */
+  readonly sharedRoot?: boolean;
 }
 
 /** One line of the report. */
@@ -130,6 +135,7 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
       while (next < queue.length) await reclaimOne(queue[next++]!);
     }),
   );
+  if (opts.sharedRoot ?? opts.scope === undefined) rows.push(...(await reclaimSharedRoot(rt, opts, now)));
   reclaimed.sort();
   stuck.sort();
   if (opts.audit ?? true) {
@@ -151,4 +157,33 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
 function rowOf(o: HostObject, action: GcRow['action'], detail?: string): GcRow {
   const d = detail ?? o.detail;
   return { kind: o.kind, path: o.path, envId: o.envId, ...(o.ageSeconds !== undefined && Number.isFinite(o.ageSeconds) ? { ageSeconds: Math.floor(o.ageSeconds) } : {}), action, ...(d ? { detail: d } : {}) };
+}
+
+/**
+ * The shared host root (node-agent/hostroot.ts) is an orphan when no env of the
+ * state dir is live and it was last handed out at least min-age ago, or when it
+ * is half-built (its builder died: no marker). Checked and removed under the
+ * tree's lock, so a create that is building or using it is never disturbed.
+ */
+async function reclaimSharedRoot(rt: Runtime, opts: GcOptions, now: number): Promise<GcRow[]> {
+  const hr = rt.hostRoot;
+  if (!(await hr.present())) return [];
+  const minAge = opts.minAgeSeconds ?? 60;
+  const liveElsewhere = [...(opts.liveIds ?? [])].length > 0;
+  const idleFor = await hr.idleSeconds(now);
+  const ageSeconds = idleFor !== undefined ? Math.floor(idleFor) : undefined;
+  const row = (action: GcRow['action'], detail: string): GcRow => ({ kind: 'mount', path: hr.paths.anchor, ...(ageSeconds !== undefined ? { ageSeconds } : {}), action, detail });
+  const orphan = async (): Promise<boolean> => !liveElsewhere && (await rt.idle()) && (idleFor === undefined || !(await hr.ready()) || idleFor >= minAge);
+  if (!(await orphan())) return [];
+  const m = opts.metrics;
+  m?.orphansFound.inc({ kind: 'mount' });
+  if (opts.dryRun) return [row('would reclaim', 'shared host root, no live env')];
+  try {
+    const removed = await hr.release(orphan);
+    if (!removed) return [];
+    m?.orphansReclaimed.inc({ kind: 'mount' });
+    return [row('reclaimed', 'shared host root, no live env')];
+  } catch (err) {
+    return [row('stuck', (err as Error).message)];
+  }
 }

@@ -169,6 +169,11 @@ it(`survives ${ITERATIONS} SIGKILLs of the runtime at random points (seed ${SEED
   const runc = await execa('runc', ['--root', RUNC_ROOT, 'list', '-q'], { timeout: 10_000 });
   expect(String(runc.stdout).split('\n').filter((c) => c.includes(PREFIX))).toEqual([]);
   expect((await rt.journal.list()).incomplete.filter((x) => inScope(x.id))).toEqual([]);
+  // the shared host root survived every kill (reused, or rebuilt when a kill left it half-built); with
+  // every env gone it must be removable, leaving no mount in the state dir
+  await rt.close();
+  expect(await rt.hostRoot.present()).toBe(false);
+  expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${sd}/`))).toEqual([]);
   console.log(`crash test: ${ITERATIONS} iterations in ${((Date.now() - t0) / 1000).toFixed(1)} s; outcomes ${JSON.stringify(tally, null, 1)}`);
   // the random kill points must actually have hit create, run and teardown
   expect(Object.keys(tally).some((k) => k.startsWith('killed@Creating'))).toBe(true);

@@ -149,9 +149,12 @@ function kinds(report: GcReport, id: string, action: string): string[] {
 }
 
 it('dry run: lists what it would reclaim and changes nothing', async () => {
-  const report = await gcPass(rt, { minAgeSeconds: 2, scope: ours, dryRun: true, audit: false });
+  const report = await gcPass(rt, { minAgeSeconds: 2, scope: ours, dryRun: true, audit: false, sharedRoot: true });
   expect(kinds(report, B, 'would reclaim')).toEqual(['bundle', 'cgroup', 'conmon', 'mount', 'netns', 'process', 'zombie']);
-  expect(kinds(report, A, 'would reclaim')).toEqual(expect.arrayContaining(['bundle', 'cgroup', 'conmon', 'container', 'mount', 'netns', 'process']));
+  expect(kinds(report, A, 'would reclaim')).toEqual(expect.arrayContaining(['bundle', 'cgroup', 'conmon', 'container', 'netns', 'process']));
+  // A ran on the shared host root; while an env dir without a readable journal exists, the root may be in use
+  expect(report.rows.filter((r) => r.path === rt.hostRoot.paths.anchor)).toEqual([]);
+  expect(mounted(rt.hostRoot.paths.rootfs)).toBe(true);
   expect(report.corruptJournals.map((c) => c.dir)).toEqual([path.join(sd, 'envs', A)]);
   expect(alive(bare.stray)).toBe(true);
   expect(alive(bare.conmon)).toBe(true);
@@ -161,12 +164,15 @@ it('dry run: lists what it would reclaim and changes nothing', async () => {
 
 it('reclaims every orphan of ours older than the min age, verified gone; young and foreign objects are untouched', async () => {
   const metrics = new NodeMetrics();
-  const report = await gcPass(rt, { minAgeSeconds: 2, scope: ours, metrics, foreignMinAgeSeconds: 0 });
+  const report = await gcPass(rt, { minAgeSeconds: 2, scope: ours, metrics, foreignMinAgeSeconds: 0, sharedRoot: true });
   const stuck = report.rows.filter((r) => r.action === 'stuck');
   expect(stuck).toEqual([]);
   expect(report.reclaimedEnvs).toEqual([A, B]);
   expect(kinds(report, B, 'reclaimed')).toEqual(['bundle', 'cgroup', 'conmon', 'mount', 'netns', 'process', 'zombie']);
-  expect(kinds(report, A, 'reclaimed')).toEqual(expect.arrayContaining(['bundle', 'cgroup', 'conmon', 'container', 'mount', 'netns', 'process']));
+  expect(kinds(report, A, 'reclaimed')).toEqual(expect.arrayContaining(['bundle', 'cgroup', 'conmon', 'container', 'netns', 'process']));
+  // the young orphan's journal-less dir could be an env being created: the shared root stays
+  expect(report.rows.filter((r) => r.path === rt.hostRoot.paths.anchor)).toEqual([]);
+  expect(mounted(rt.hostRoot.paths.rootfs)).toBe(true);
   expect(kinds(report, Y, 'young')).toEqual(['bundle', 'cgroup', 'conmon', 'mount', 'netns', 'process', 'zombie']);
 
   // ours: gone, checked here independently of the GC's own verification
@@ -207,11 +213,14 @@ it('reclaims every orphan of ours older than the min age, verified gone; young a
 });
 
 it('reclaims the young orphan once it is old enough, and a second pass finds nothing', async () => {
-  const report = await gcPass(rt, { minAgeSeconds: 0, scope: ours, audit: false });
+  const report = await gcPass(rt, { minAgeSeconds: 0, scope: ours, audit: false, sharedRoot: true });
   expect(report.reclaimedEnvs).toEqual([Y]);
+  // no env left that could use the shared host root: reclaimed in the same pass, as a mount
+  expect(report.rows.filter((r) => r.path === rt.hostRoot.paths.anchor).map((r) => `${r.kind} ${r.action}`)).toEqual(['mount reclaimed']);
+  expect(mounted(rt.hostRoot.paths.anchor)).toBe(false);
   expect(alive(young.stray)).toBe(false);
   expect(existsSync(`/run/netns/denv-${Y}`)).toBe(false);
-  const again = await gcPass(rt, { minAgeSeconds: 0, scope: ours, audit: false });
+  const again = await gcPass(rt, { minAgeSeconds: 0, scope: ours, audit: false, sharedRoot: true });
   expect(again.rows).toEqual([]);
   foreignIntact();
 });

@@ -106,10 +106,12 @@ export async function cleanup(dirs: string[]): Promise<void> {
       }
       await rt.teardown(r.id).catch(() => undefined);
     }
-    // the state dir's mount anchor, if a teardown could not remove it
-    const anchor = path.join(d, 'envs');
-    if (parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint.startsWith(anchor))) {
-      await execa('umount', ['-R', '-l', anchor], { reject: false, timeout: 10_000 });
+    await rt.close().catch(() => undefined); // the shared host root
+    // mounts a teardown could not remove (env anchors, the shared host root)
+    for (const anchor of [path.join(d, 'envs'), rt.hostRoot.paths.anchor]) {
+      if (parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint.startsWith(anchor))) {
+        await execa('umount', ['-R', '-l', anchor], { reject: false, timeout: 10_000 });
+      }
     }
     rmSync(d, { recursive: true, force: true });
   }

@@ -129,5 +129,6 @@ describe('a process stuck in D state', () => {
       /* runc delete already thawed and removed it */
     }
     expect(await rt.teardown(r.id)).toEqual([]);
+    expect(await rt.close()).toBe(true); // the shared host root goes with the last env
   });
 });

@@ -11,6 +11,8 @@ import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
+import { ensureAnchor } from '../../node-agent/mounts.js';
+import { supervise } from '../../node-agent/supervisor.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseSpec } from '../../src/api/validate.js';
 import { parseMountinfo } from '../../src/core/procfs.js';
@@ -63,8 +65,10 @@ describe('denv run on the hybrid host', () => {
     // the journal shows every resource created and then removed
     const rec = (await new Journal(sd).read(id))!;
     const kinds = new Set(rec.resources.map((x) => x.kind));
-    for (const k of ['idRange', 'cgroup', 'netns', 'mountAnchor', 'mount', 'container', 'conmon']) expect(kinds.has(k as never)).toBe(true);
+    for (const k of ['idRange', 'cgroup', 'netns', 'container', 'conmon']) expect(kinds.has(k as never)).toBe(true);
     expect(rec.resources.every((x) => x.state === 'removed')).toBe(true);
+    // the env ran on the state dir's shared host root, which denv run removed with the last env
+    expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${sd}/`))).toEqual([]);
   });
 
   it('a memory hog over memory.max (v1 memory.limit_in_bytes) ends OOMKilled', async () => {
@@ -307,33 +311,61 @@ describe('denv run on the hybrid host', () => {
     expect(v.write_rc).not.toBe('0');
   });
 
-  it('two envs on the host root at once: neither rootfs contains the other (no mount explosion), each has its own anchor', async () => {
+  it('envs on the host root share one read-only tree: built once, reused, never containing itself, removed with the last env', async () => {
     const sd = stateDir(dirs);
     const rt = await Runtime.open({ stateDir: sd });
     const spec = parseSpec({ workload: { command: ['/bin/sh', '-c', 'sleep 60'] }, lifecycle: { gracePeriodSeconds: 1 } });
     const a = await rt.create({ name: 'twin-a', spec, id: testId() });
+    const tree = rt.hostRoot.paths.rootfs;
+    const before = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+    const topA = before.filter((m) => m.mountPoint === tree).at(-1);
     const b = await rt.create({ name: 'twin-b', spec, id: testId() });
     const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+    // reused, not rebuilt: the same mount, and no new mount under the state dir for the second env
+    expect(table.filter((m) => m.mountPoint === tree).at(-1)?.id).toBe(topA?.id);
+    expect(table.filter((m) => m.mountPoint.startsWith(`${sd}/`)).length).toBe(before.filter((m) => m.mountPoint.startsWith(`${sd}/`)).length);
+    for (const r of [a, b]) expect(JSON.parse(readFileSync(path.join(sd, 'envs', r.id, 'bundle/config.json'), 'utf8')).root).toEqual({ path: tree, readonly: true });
+    const mine = table.filter((m) => m.mountPoint === tree || m.mountPoint.startsWith(`${tree}/`));
     const hostMounts = table.filter((m) => !m.mountPoint.startsWith(sd)).length;
-    for (const [me, other] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      const root = path.join(sd, 'envs', me.id, 'bundle/rootfs');
-      const mine = table.filter((m) => m.mountPoint === root || m.mountPoint.startsWith(`${root}/`));
-      expect(mine.some((m) => m.mountPoint.includes(`/envs/${other.id}/`))).toBe(false);
-      expect(mine.length).toBeLessThanOrEqual(hostMounts);
-      // every visible mount is read-only (a mount hidden under another stacked at the same point is unreachable)
-      const visible = mine.filter((m, i) => !mine.slice(i + 1).some((x) => x.mountPoint === m.mountPoint));
-      expect(visible.filter((m) => !m.options.split(',').includes('ro')).map((m) => m.mountPoint)).toEqual([]);
-      const anchor = table.filter((m) => m.mountPoint === path.join(sd, 'envs', me.id, 'bundle'));
-      expect(anchor.at(-1)?.optionalFields).toContain('unbindable');
-    }
-    for (const r of [a, b]) {
-      await rt.killAll(r);
-      const final = await rt.finish(r.id, { reason: 'Stopped', message: 'test' });
-      expect(final).toMatchObject({ reason: 'Stopped', exitCode: 137 });
-    }
+    expect(mine.some((m) => m.mountPoint.startsWith(`${tree}${sd}/`))).toBe(false); // the anchor is unbindable: no recursion
+    expect(mine.length).toBeLessThanOrEqual(hostMounts);
+    // every visible mount is read-only (a mount hidden under another stacked at the same point is unreachable)
+    const visible = mine.filter((m, i) => !mine.slice(i + 1).some((x) => x.mountPoint === m.mountPoint));
+    expect(visible.filter((m) => !m.options.split(',').includes('ro')).map((m) => m.mountPoint)).toEqual([]);
+    expect(table.filter((m) => m.mountPoint === rt.hostRoot.paths.anchor).at(-1)?.optionalFields).toContain('unbindable');
+    // in use: close keeps it
+    expect(await rt.close()).toBe(false);
+    await rt.killAll(a);
+    expect(await rt.finish(a.id, { reason: 'Stopped', message: 'test' })).toMatchObject({ reason: 'Stopped', exitCode: 137 });
+    expect(await rt.close()).toBe(false); // b still runs on it
+    await rt.killAll(b);
+    expect(await rt.finish(b.id, { reason: 'Stopped', message: 'test' })).toMatchObject({ reason: 'Stopped', exitCode: 137 });
+    expect(await rt.close()).toBe(true);
+    expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${sd}/`))).toEqual([]);
+  });
+
+  it('a half-built shared root (its builder died) is torn down and built again', async () => {
+    const sd = stateDir(dirs);
+    const rt = await Runtime.open({ stateDir: sd });
+    const tools = { mount: 'mount', umount: 'umount' };
+    // what a builder killed between the bind and the marker leaves: anchor + tree, no marker
+    mkdirSync(rt.hostRoot.paths.rootfs, { recursive: true, mode: 0o711 });
+    await ensureAnchor(tools, rt.hostRoot.paths.anchor);
+    await execa('mount', ['--rbind', '--make-rslave', '/', rt.hostRoot.paths.rootfs], { timeout: 10_000 });
+    const stale = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === rt.hostRoot.paths.rootfs).at(-1);
+    expect(await rt.hostRoot.ready()).toBe(false);
+    const spec = parseSpec({ workload: { command: ['/bin/sh', '-c', 'touch /usr/x 2>/dev/null; echo rc=$?'] } });
+    const r = await rt.create({ name: 'rebuilt', spec, id: testId() });
+    expect(await rt.hostRoot.ready()).toBe(true);
+    const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+    // the half-built one was removed, not stacked under the new one (mount ids may be reused, so count)
+    expect(table.filter((m) => m.mountPoint === rt.hostRoot.paths.rootfs)).toHaveLength(1);
+    expect(table.filter((m) => m.mountPoint === rt.hostRoot.paths.anchor)).toHaveLength(1);
+    expect(stale).toBeDefined();
+    const final = await supervise(rt, r.id, { intervalMs: 100 });
+    expect(final.logTail).toContain('rc=1'); // read-only
+    expect(await rt.close()).toBe(true);
+    expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${sd}/`))).toEqual([]);
   });
 
   it('best effort runs a spec with memory.high on v1 and reports what was not enforced', async () => {

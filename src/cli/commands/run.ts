@@ -76,22 +76,27 @@ export const command: Command = {
       if (values.json) console.log(JSON.stringify({ event: 'phase', ...recordJson(r) }));
       else console.error(`denv: ${phaseLine(r)}`);
     };
-    let record: EnvRecord;
     try {
-      record = await rt.create({ name, spec: env.spec, ...(values.id !== undefined ? { id: values.id } : {}) }, show);
-    } catch (err) {
-      if (err instanceof PreflightError) {
-        console.error(`denv run: cannot run ${name} (nothing was created):\n  ${err.problems.join('\n  ')}`);
-        return 2;
+      let record: EnvRecord;
+      try {
+        record = await rt.create({ name, spec: env.spec, ...(values.id !== undefined ? { id: values.id } : {}) }, show);
+      } catch (err) {
+        if (err instanceof PreflightError) {
+          console.error(`denv run: cannot run ${name} (nothing was created):\n  ${err.problems.join('\n  ')}`);
+          return 2;
+        }
+        if (err instanceof CreateError) {
+          console.error(`denv run: ${err.message}`);
+          return 1;
+        }
+        throw err;
       }
-      if (err instanceof CreateError) {
-        console.error(`denv run: ${err.message}`);
-        return 1;
-      }
-      throw err;
+      if (values.detach) return await detach(rt, record, values, ms);
+      return await attached(rt, record, values, ms, show);
+    } finally {
+      // the shared host root goes once no env of this state dir needs it (a detached env keeps it)
+      await rt.close().catch(() => false);
     }
-    if (values.detach) return detach(rt, record, values, ms);
-    return attached(rt, record, values, ms, show);
   },
 };
 

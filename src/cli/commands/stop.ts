@@ -25,6 +25,7 @@ export const command: Command = {
     const r = await findEnv(rt.journal, positionals[0]!);
     if (!r) throw new UsageError(`no env named ${positionals[0]!} in ${rt.stateDir}`);
     const final = isFinished(r) ? r : await stop(rt, r);
+    await rt.close().catch(() => false); // if this took over from a dead supervisor, the shared root may be ours to remove
     if (values.json) console.log(JSON.stringify(recordJson(final)));
     else console.log(phaseLine(final));
     return final.reason === 'Leaked' ? 1 : 0;

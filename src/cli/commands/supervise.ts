@@ -32,7 +32,7 @@ export const command: Command = {
       stop ??= { reason: 'Stopped', message: `its supervisor received ${sig}` };
     };
     for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
-    const final = await supervise(rt, id, { ...(ms ? { intervalMs: ms } : {}), stopRequested: () => stop, registerPid: true });
+    const final = await supervise(rt, id, { ...(ms ? { intervalMs: ms } : {}), stopRequested: () => stop, registerPid: true }).finally(() => rt.close().catch(() => false));
     console.log(JSON.stringify({ id, phase: final.phase, reason: final.reason, exitCode: final.exitCode }));
     return 0;
   },

@@ -1,0 +1,180 @@
+/**
+ * The shared read-only host root of one state directory.
+ *
+ * runc cannot take the host's `/` as a rootfs (pivot_root fails with EINVAL), so
+ * an env without `rootfs.hostPath` runs on a recursive, read-only, slave bind of
+ * `/`. Making that tree costs one rbind plus a read-only remount per submount
+ * (150–200 ms on the development VM, most of an env's create time). It does not
+ * depend on the env, so it is built once per state dir and every env's bundle
+ * points at it: runc rbinds it into the env's own mount namespace, where nothing
+ * propagates back (runc makes the env's mounts slaves).
+ *
+ * On the host:
+ *  - `<state>/hostroot`            the anchor: a self-bind made unbindable, so an
+ *                                  rbind of `/` (ours or anyone's) skips the tree;
+ *  - `<state>/hostroot/rootfs`     the tree;
+ *  - `<state>/hostroot.json`       the marker, written atomically once the tree is
+ *                                  complete: the tree's mount id. A tree without a
+ *                                  matching marker is half-built (its builder died)
+ *                                  and is removed and built again;
+ *  - `<state>/hostroot.lock`       an exclusive-create lock file holding the pid of
+ *                                  the process building, checking or removing the tree.
+ *
+ * The tree is removed when nothing uses it: `release()` (the CLI when its env is
+ * done, the agent on shutdown) and the GC pass (crash leftovers) remove it only
+ * while the caller says the state dir has no live env, under the lock.
+ */
+import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { run } from './exec.js';
+import { atomicWrite } from './journal.js';
+import { bindHostRoot, ensureAnchor, mountTable, mountsUnder, unmountTree, type MountTools } from './mounts.js';
+
+/** Paths of the shared host root of `stateDir`. */
+export function hostRootPaths(stateDir: string): { anchor: string; rootfs: string; marker: string; lock: string } {
+  const base = path.resolve(stateDir);
+  const anchor = path.join(base, 'hostroot');
+  return { anchor, rootfs: path.join(anchor, 'rootfs'), marker: `${anchor}.json`, lock: `${anchor}.lock` };
+}
+
+interface Marker {
+  readonly mountId: number;
+  readonly builtAt: string;
+}
+
+const LOCK_WAIT_MS = 30_000;
+/** A lock older than this is taken over even if its pid looks alive (pid reuse after a crash). */
+const LOCK_STALE_MS = 120_000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The shared read-only host root of one state dir (see the module comment). */
+export class HostRoot {
+  readonly paths: ReturnType<typeof hostRootPaths>;
+  /** Serialises this process's users; the lock file serialises processes. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    stateDir: string,
+    private readonly tools: () => Promise<MountTools>,
+  ) {
+    this.paths = hostRootPaths(stateDir);
+  }
+
+  /**
+   * The tree's path, built if it is missing or half-built. The caller must have
+   * journaled its env first, so that a concurrent release sees it as live.
+   */
+  async acquire(): Promise<string> {
+    return this.exclusive(async () => {
+      if (await this.ready()) {
+        const now = new Date();
+        await utimes(this.paths.marker, now, now).catch(() => undefined); // last use, for the GC's min age
+        return this.paths.rootfs;
+      }
+      const tools = await this.tools();
+      await this.remove(tools);
+      await mkdir(this.paths.rootfs, { recursive: true, mode: 0o711 });
+      await ensureAnchor(tools, this.paths.anchor);
+      await bindHostRoot(tools, this.paths.rootfs, this.paths.anchor);
+      const top = (await mountTable()).filter((m) => m.mountPoint === this.paths.rootfs).pop();
+      if (!top) throw new Error(`mount: ${this.paths.rootfs} is not mounted after the bind`);
+      const marker: Marker = { mountId: top.id, builtAt: new Date().toISOString() };
+      await atomicWrite(this.paths.marker, JSON.stringify(marker));
+      return this.paths.rootfs;
+    });
+  }
+
+  /** True when a complete tree is mounted (its marker names the mount at the tree's path). */
+  async ready(): Promise<boolean> {
+    let marker: Marker;
+    try {
+      marker = JSON.parse(await readFile(this.paths.marker, 'utf8')) as Marker;
+    } catch {
+      return false;
+    }
+    const table = await mountTable();
+    const top = table.filter((m) => m.mountPoint === this.paths.rootfs).pop();
+    return top !== undefined && top.id === marker.mountId;
+  }
+
+  /** True when anything of the tree (anchor, tree, marker) is on the host. */
+  async present(): Promise<boolean> {
+    if (mountsUnder(await mountTable(), this.paths.anchor).length) return true;
+    return (await stat(this.paths.marker).catch(() => undefined)) !== undefined;
+  }
+
+  /** Seconds since the tree was last handed out (or built); undefined without a marker. */
+  async idleSeconds(now = Date.now()): Promise<number | undefined> {
+    const st = await stat(this.paths.marker).catch(() => undefined);
+    return st ? (now - st.mtimeMs) / 1000 : undefined;
+  }
+
+  /**
+   * Remove the tree if `idle()` (checked under the lock) says no env of the
+   * state dir can still be using it. Returns true when something was removed.
+   */
+  async release(idle: () => Promise<boolean>): Promise<boolean> {
+    return this.exclusive(async () => {
+      if (!(await this.present())) return false;
+      if (!(await idle())) return false;
+      await this.remove(await this.tools());
+      return true;
+    });
+  }
+
+  /** Unmount the tree and its anchor, prove nothing is left, drop the marker. */
+  private async remove(tools: MountTools): Promise<void> {
+    await unlink(this.paths.marker).catch(() => undefined);
+    if (!mountsUnder(await mountTable(), this.paths.anchor).length) return;
+    // whatever state a dead builder left it in, no unmount below the anchor may propagate to the host
+    await run(tools.mount, ['--make-rslave', this.paths.anchor], { timeoutMs: 15_000, allowFailure: true });
+    await unmountTree(tools, this.paths.anchor);
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(async () => {
+      await this.lock();
+      try {
+        return await fn();
+      } finally {
+        await unlink(this.paths.lock).catch(() => undefined);
+      }
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async lock(): Promise<void> {
+    await mkdir(path.dirname(this.paths.lock), { recursive: true, mode: 0o711 });
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        const fh = await open(this.paths.lock, 'wx', 0o600);
+        await fh.writeFile(String(process.pid));
+        await fh.close();
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const [text, st] = await Promise.all([readFile(this.paths.lock, 'utf8').catch(() => ''), stat(this.paths.lock).catch(() => undefined)]);
+      const holder = Number.parseInt(text, 10);
+      const stale = (text !== '' && !(holder > 0 && alive(holder))) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
+      if (stale) {
+        await unlink(this.paths.lock).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`host root: ${this.paths.lock} is held by pid ${text || '?'} for over ${LOCK_WAIT_MS} ms`);
+      await sleep(5);
+    }
+  }
+}
