@@ -111,6 +111,8 @@ export interface EnvRecord {
   leaks?: LeakReport[];
   /** Milliseconds spent in each create/teardown step (createToRunning, teardown, cgroup, netns, …). */
   timings?: Record<string, number>;
+  /** How the created container was started: runc's exec fifo directly, or `runc start` (fallback). */
+  startedBy?: 'fifo' | 'runc start';
   /** Increments on every write: lets a reader notice it raced a writer. */
   seq: number;
   updatedAt: string;
@@ -230,7 +232,7 @@ export class Journal {
       seq: 1,
       updatedAt: t,
     };
-    await atomicWrite(this.file(id), JSON.stringify(record, null, 2));
+    await atomicWrite(this.file(id), JSON.stringify(record));
     return record;
   }
 
@@ -280,7 +282,7 @@ export class Journal {
       mutate(r);
       r.seq += 1;
       r.updatedAt = now();
-      await atomicWrite(this.file(id), JSON.stringify(r, null, 2));
+      await atomicWrite(this.file(id), JSON.stringify(r));
       return r;
     });
   }

@@ -4,7 +4,8 @@
  * to runc by path, and deleted in teardown. Traffic counters for idle detection
  * come from /proc/<pid>/net/dev of a process inside it.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseNetDev } from '../src/core/procfs.js';
 import { run } from './exec.js';
 import { netnsPath } from './names.js';
@@ -21,13 +22,29 @@ export async function netnsExists(name: string): Promise<boolean> {
   }
 }
 
-/** Create netns `name` with `lo` up. If bringing `lo` up fails, the netns is deleted again. */
-export async function createNetns(ip: string, name: string): Promise<void> {
-  await run(ip, ['netns', 'add', name], { timeoutMs: TIMEOUT });
+/** Programs used to make a netns. */
+export interface NetnsTools {
+  readonly ip: string;
+  /** util-linux unshare(1). */
+  readonly unshare: string;
+}
+
+/**
+ * Create netns `name` with `lo` up, in one process: `unshare --net=FILE`
+ * makes a new network namespace persistent by bind-mounting it on
+ * `/run/netns/<name>` (exactly what `ip netns add` leaves behind, so `ip netns`
+ * lists and deletes it) and then execs `ip link set lo up` inside it. The
+ * handle file is created with O_EXCL first, so an existing netns of that name
+ * is never reused. If anything fails, the netns is deleted again.
+ */
+export async function createNetns(tools: NetnsTools, name: string): Promise<void> {
+  const file = netnsPath(name);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await writeFile(file, '', { flag: 'wx', mode: 0o444 });
   try {
-    await run(ip, ['-n', name, 'link', 'set', 'lo', 'up'], { timeoutMs: TIMEOUT });
+    await run(tools.unshare, [`--net=${file}`, '--', tools.ip, 'link', 'set', 'lo', 'up'], { timeoutMs: TIMEOUT });
   } catch (err) {
-    await deleteNetns(ip, name).catch(() => undefined);
+    await deleteNetns(tools.ip, name).catch(() => undefined);
     throw err;
   }
 }

@@ -16,7 +16,7 @@ import { procState } from '../src/core/procfs.js';
 import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
-import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, runcStart } from './conmon.js';
+import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, startCreated } from './conmon.js';
 import { releaseIdRange, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
@@ -51,6 +51,7 @@ export interface Tools {
   readonly init: string;
   readonly initKind: InitKind;
   readonly ip: string;
+  readonly unshare: string;
   readonly mount: string;
   readonly umount: string;
 }
@@ -98,6 +99,7 @@ export class Runtime {
   /** The read-only host root shared by every env of this state dir without rootfs.hostPath. */
   readonly hostRoot: HostRoot;
   private toolsCache?: Tools;
+  private teardownToolsCache?: Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>>;
 
   private constructor(
     readonly options: RuntimeOptions,
@@ -153,10 +155,11 @@ export class Runtime {
     const catatonit = tini ? undefined : await findExecutable('catatonit', rtPath);
     if (!tini && !catatonit) problems.push(`neither tini-static nor catatonit found in ${rtPath} (apt-get install tini; ${via})`);
     const ip = await need('ip', sysPath, 'apt-get install iproute2');
+    const unshare = await need('unshare', sysPath, 'apt-get install util-linux');
     const mount = await need('mount', sysPath, 'apt-get install mount');
     const umount = await need('umount', sysPath, 'apt-get install mount');
     if (problems.length) throw new PreflightError(problems);
-    this.toolsCache = { runc, conmon, init: tini ?? catatonit ?? '', initKind: tini ? 'tini' : 'catatonit', ip, mount, umount };
+    this.toolsCache = { runc, conmon, init: tini ?? catatonit ?? '', initKind: tini ? 'tini' : 'catatonit', ip, unshare, mount, umount };
     return this.toolsCache;
   }
 
@@ -244,8 +247,8 @@ export class Runtime {
     }, this.intents(id, rel, req.spec));
     onPhase?.(record);
     try {
-      await this.build(record, tools);
-      record = await this.start(id, tools, t0);
+      const containerPid = await this.build(record, tools);
+      record = await this.start(id, tools, t0, containerPid);
       onPhase?.(record);
       return record;
     } catch (err) {
@@ -277,7 +280,8 @@ export class Runtime {
     ];
   }
 
-  private async build(record: EnvRecord, tools: Tools): Promise<void> {
+  /** Make every host object of the env and create (not start) its container; returns the container's init pid. */
+  private async build(record: EnvRecord, tools: Tools): Promise<number> {
     const { id, spec } = record;
     const p = envPaths(this.stateDir, id);
     const timings: Record<string, number> = {};
@@ -302,7 +306,7 @@ export class Runtime {
       step('cgroup', () => this.makeCgroup(record, made)),
       netns
         ? step('netns', async () => {
-            await createNetns(tools.ip, netns);
+            await createNetns(tools, netns);
             made.push({ kind: 'netns', hostId: netnsPath(netns), madeByUs: true });
           })
         : undefined,
@@ -357,6 +361,7 @@ export class Runtime {
         r.pids.container = pids.containerPid;
       }
     });
+    return pids?.containerPid ?? 0;
   }
 
   private async reserveIds(id: string, spec: EnvSpec): Promise<{ start: number; size: number }> {
@@ -418,15 +423,16 @@ export class Runtime {
     });
   }
 
-  private async start(id: string, tools: Tools, t0: number): Promise<EnvRecord> {
+  private async start(id: string, tools: Tools, t0: number, containerPid: number): Promise<EnvRecord> {
     const t = Date.now();
-    await runcStart(tools.runc, this.runcRoot, hostName(id));
+    const how = await startCreated(tools.runc, this.runcRoot, hostName(id), containerPid);
     const started = new Date();
     return this.journal.update(id, (r) => {
       r.phase = 'Running';
       r.startTime = started.toISOString();
       r.deadlines.timeoutAt = new Date(started.getTime() + r.spec.lifecycle.timeoutSeconds * 1000).toISOString();
       r.timings = { ...r.timings, runcStart: Date.now() - t, createToRunning: Date.now() - t0 };
+      r.startedBy = how;
     });
   }
 
@@ -641,13 +647,16 @@ export class Runtime {
     }
   }
 
-  /** Tools for teardown: the ones this runtime resolves (mount, umount, ip come from the system path). */
-  private async teardownTools(): Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>> {
-    const sysPath = `${process.env.PATH ?? ''}:${SYSTEM_PATH}`;
-    const ip = (await findExecutable('ip', sysPath)) ?? 'ip';
-    const mount = (await findExecutable('mount', sysPath)) ?? 'mount';
-    const umount = (await findExecutable('umount', sysPath)) ?? 'umount';
-    return { ip, mount, umount };
+  /** Tools for teardown (from the system path; looked up once per runtime). */
+  private teardownTools(): Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>> {
+    this.teardownToolsCache ??= (async () => {
+      const sysPath = `${process.env.PATH ?? ''}:${SYSTEM_PATH}`;
+      const ip = (await findExecutable('ip', sysPath)) ?? 'ip';
+      const mount = (await findExecutable('mount', sysPath)) ?? 'mount';
+      const umount = (await findExecutable('umount', sysPath)) ?? 'umount';
+      return { ip, mount, umount };
+    })();
+    return this.teardownToolsCache;
   }
 }
 

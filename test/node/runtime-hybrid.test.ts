@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
 import { ensureAnchor } from '../../node-agent/mounts.js';
+import { RUNC_ROOT } from '../../node-agent/names.js';
 import { supervise } from '../../node-agent/supervisor.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseSpec } from '../../src/api/validate.js';
@@ -316,6 +317,10 @@ describe('denv run on the hybrid host', () => {
     const rt = await Runtime.open({ stateDir: sd });
     const spec = parseSpec({ workload: { command: ['/bin/sh', '-c', 'sleep 60'] }, lifecycle: { gracePeriodSeconds: 1 } });
     const a = await rt.create({ name: 'twin-a', spec, id: testId() });
+    // started through runc's exec fifo (no `runc start` process), and runc agrees it runs
+    expect(a.startedBy).toBe('fifo');
+    const state = await execa('runc', ['--root', RUNC_ROOT, 'state', `denv-${a.id}`], { timeout: 10_000 });
+    expect(JSON.parse(String(state.stdout))).toMatchObject({ status: 'running', pid: a.pids.container });
     const tree = rt.hostRoot.paths.rootfs;
     const before = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
     const topA = before.filter((m) => m.mountPoint === tree).at(-1);
