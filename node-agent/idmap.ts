@@ -4,7 +4,7 @@
  * `<dir>/<start>` with O_EXCL — atomic across processes and state dirs — and
  * released by unlinking it once the env's processes are gone.
  */
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /** First host id handed out; far above the usual /etc/subuid ranges (100000 + 65536·users). */
@@ -60,4 +60,24 @@ export async function reservationOwner(file: string): Promise<string | undefined
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Reservation files in `dir` whose owner line is exactly `owner`: how a
+ * teardown finds a range whose file name never reached the journal (its
+ * creator died between reserving and recording it).
+ */
+export async function reservationsOwnedBy(dir: string, owner: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const n of names) {
+    const file = path.join(dir, n);
+    if ((await reservationOwner(file)) === owner) found.push(file);
+  }
+  return found;
 }

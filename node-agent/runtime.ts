@@ -17,7 +17,7 @@ import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
 import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, startCreated } from './conmon.js';
-import { releaseIdRange, reserveIdRange } from './idmap.js';
+import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
@@ -246,12 +246,14 @@ export class Runtime {
       runtime: { runc: tools.runc, conmon: tools.conmon, init: tools.init, runcRoot: this.runcRoot },
     }, this.intents(id, rel, req.spec));
     onPhase?.(record);
+    let built: { containerPid: number; record: (r: EnvRecord) => void } | undefined;
     try {
-      const containerPid = await this.build(record, tools);
-      record = await this.start(id, tools, t0, containerPid);
+      built = await this.build(record, tools);
+      record = await this.start(id, tools, t0, built);
       onPhase?.(record);
       return record;
     } catch (err) {
+      if (built) await this.journal.update(id, built.record).catch(() => undefined); // the start failed: record what build made
       const leaks = await this.teardown(id).catch((e: unknown) => [{ what: 'teardown', detail: (e as Error).message }]);
       const failed = await this.journal.update(id, (r) => {
         r.phase = 'Failed';
@@ -281,7 +283,7 @@ export class Runtime {
   }
 
   /** Make every host object of the env and create (not start) its container; returns the container's init pid. */
-  private async build(record: EnvRecord, tools: Tools): Promise<number> {
+  private async build(record: EnvRecord, tools: Tools): Promise<{ containerPid: number; record: (r: EnvRecord) => void }> {
     const { id, spec } = record;
     const p = envPaths(this.stateDir, id);
     const timings: Record<string, number> = {};
@@ -300,7 +302,7 @@ export class Runtime {
     await Promise.all([
       ns.includes('user')
         ? step('idRange', async () => {
-            idRange = await this.reserveIds(id, spec);
+            idRange = await this.reserveIds(id, spec, made);
           })
         : undefined,
       step('cgroup', () => this.makeCgroup(record, made)),
@@ -340,41 +342,48 @@ export class Runtime {
     });
     const cid = hostName(id);
     made.push({ kind: 'container', hostId: cid, madeByUs: true }, { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: pids?.conmonPid ?? 0 } });
-    await this.journal.update(id, (r) => {
-      const t = new Date().toISOString();
-      for (const ref of made) {
-        const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
-        if (!e) {
-          r.resources.push({ kind: ref.kind, hostId: ref.hostId, state: 'created', intendedAt: t, createdAt: t, ...(ref.madeByUs !== undefined ? { madeByUs: ref.madeByUs } : {}), ...(ref.detail ? { detail: ref.detail } : {}) });
-          continue;
+    // recorded together with the start (one journal write): everything here was journaled as intended by begin()
+    return {
+      containerPid: pids?.containerPid ?? 0,
+      record: (r) => {
+        const t = new Date().toISOString();
+        for (const ref of made) {
+          const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
+          if (!e) {
+            r.resources.push({ kind: ref.kind, hostId: ref.hostId, state: 'created', intendedAt: t, createdAt: t, ...(ref.madeByUs !== undefined ? { madeByUs: ref.madeByUs } : {}), ...(ref.detail ? { detail: ref.detail } : {}) });
+            continue;
+          }
+          e.state = 'created';
+          e.createdAt = t;
+          if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
+          if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
         }
-        e.state = 'created';
-        e.createdAt = t;
-        if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
-        if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
-      }
-      r.timings = { ...r.timings, ...timings };
-      if (netns) r.netns = netnsPath(netns);
-      if (idRange) r.idRange = idRange;
-      if (pids) {
-        r.pids.conmon = pids.conmonPid;
-        r.pids.container = pids.containerPid;
-      }
-    });
-    return pids?.containerPid ?? 0;
+        if (made.some((x) => x.kind === 'idRange')) r.resources = r.resources.filter((x) => !(x.kind === 'idRange' && x.hostId.endsWith('/?')));
+        r.timings = { ...r.timings, ...timings };
+        if (netns) r.netns = netnsPath(netns);
+        if (idRange) r.idRange = idRange;
+        if (pids) {
+          r.pids.conmon = pids.conmonPid;
+          r.pids.container = pids.containerPid;
+        }
+      },
+    };
   }
 
-  private async reserveIds(id: string, spec: EnvSpec): Promise<{ start: number; size: number }> {
+  /** The owner line of env `id`'s uid range reservation. */
+  private idOwner(id: string): string {
+    return `${id} ${this.stateDir}`;
+  }
+
+  private async reserveIds(id: string, spec: EnvSpec, made: ResourceRef[]): Promise<{ start: number; size: number }> {
     const size = spec.isolation.userNamespace.size;
     const fixed = spec.isolation.userNamespace.hostIdStart;
     if (fixed !== undefined) return { start: fixed, size };
     // The reservation file is the resource; its name is only known once reserved, so begin() journaled the
     // directory's intent (`<idmap>/?`); the file is recorded as soon as it exists.
-    const res = await reserveIdRange(this.idmapDir, `${id} ${this.stateDir}`, size);
-    await this.journal.update(id, (r) => {
-      r.resources = r.resources.filter((x) => !(x.kind === 'idRange' && x.hostId === `${this.idmapDir}/?`));
-      r.resources.push({ kind: 'idRange', hostId: res.file, state: 'created', intendedAt: new Date().toISOString(), createdAt: new Date().toISOString(), madeByUs: true, detail: { start: res.start, size } });
-    });
+    // The file is recorded with the rest of create's results; a teardown before that finds it by its owner line.
+    const res = await reserveIdRange(this.idmapDir, this.idOwner(id), size);
+    made.push({ kind: 'idRange', hostId: res.file, madeByUs: true, detail: { start: res.start, size } });
     return { start: res.start, size: res.size };
   }
 
@@ -423,11 +432,12 @@ export class Runtime {
     });
   }
 
-  private async start(id: string, tools: Tools, t0: number, containerPid: number): Promise<EnvRecord> {
+  private async start(id: string, tools: Tools, t0: number, built: { containerPid: number; record: (r: EnvRecord) => void }): Promise<EnvRecord> {
     const t = Date.now();
-    const how = await startCreated(tools.runc, this.runcRoot, hostName(id), containerPid);
+    const how = await startCreated(tools.runc, this.runcRoot, hostName(id), built.containerPid);
     const started = new Date();
     return this.journal.update(id, (r) => {
+      built.record(r);
       r.phase = 'Running';
       r.startTime = started.toISOString();
       r.deadlines.timeoutAt = new Date(started.getTime() + r.spec.lifecycle.timeoutSeconds * 1000).toISOString();
@@ -642,7 +652,9 @@ export class Runtime {
 
   private async releaseIds(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     for (const x of outstanding(r).filter((e) => e.kind === 'idRange')) {
-      if (!x.hostId.endsWith('/?')) await releaseIdRange(x.hostId);
+      // `<dir>/?`: reserved (maybe) but not recorded yet: the reservation names its owner
+      const files = x.hostId.endsWith('/?') ? await reservationsOwnedBy(path.dirname(x.hostId), this.idOwner(r.id)) : [x.hostId];
+      for (const f of files) await releaseIdRange(f);
       gone.push({ kind: 'idRange', hostId: x.hostId });
     }
   }
