@@ -5,10 +5,10 @@
  * (and removes its nodes) on SIGTERM.
  *
  *   tsx bench/controller-agents.ts KUBECONFIG LEASE_NS RUN_ID COUNT POOL MODE
- *   MODE: life (run 1 s, then Succeeded; Reclaimed on delete) | passive (keep envs bound)
+ *   MODE: life (run 1 s, then Succeeded; on delete: tear down, remove the finalizer) | passive (keep envs bound)
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import { FakeAgent } from '../test/helpers/fake-agent.js';
+import { FakeAgent } from '../test/cluster/fake-agent.js';
 
 const [kubeconfig, leaseNamespace, id, count, pool, mode] = process.argv.slice(2);
 if (!kubeconfig || !leaseNamespace || !id || !count || !pool || (mode !== 'life' && mode !== 'passive')) {

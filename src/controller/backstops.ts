@@ -59,6 +59,16 @@ export function finalizerReleaseAt(lostAt: number, deletionTimestamp: string | u
   return base + graceMs;
 }
 
+/**
+ * When the controller removes the finalizer of a deleted env whose agent reported
+ * Reclaimed=True but has not removed the finalizer itself (an agent that only
+ * reports): `graceMs` after the later of the deletion and the Reclaimed transition.
+ * The grace leaves the release to the agent, whose own patch normally lands first.
+ */
+export function reclaimedReleaseAt(deletionTimestamp: string | undefined, reclaimedAt: string | undefined, graceMs: number): number {
+  return Math.max(timeOf(deletionTimestamp) ?? 0, timeOf(reclaimedAt) ?? 0) + graceMs;
+}
+
 /** Milliseconds from `now` until `at` (≥ 0); undefined stays undefined. */
 export function timeLeft(now: number, at: number | undefined): number | undefined {
   return at === undefined ? undefined : Math.max(0, at - now);

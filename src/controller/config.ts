@@ -69,6 +69,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'nodeLeaseNamespace', flag: 'node-lease-namespace', def: 'disposable-env-system', help: 'namespace of the agents\' node Leases (one Lease per node, named after it)' },
   { key: 'nodeLeaseTimeout', flag: 'node-lease-timeout', def: '40s', help: 'a node whose Lease was not renewed for this long is lost' },
   { key: 'nodeLostFinalizerGrace', flag: 'node-lost-finalizer-grace', def: '5m', help: 'after a node is lost, wait this long before releasing finalizers of its deleted envs' },
+  { key: 'reclaimedFinalizerGrace', flag: 'reclaimed-finalizer-grace', def: '10s', help: 'a deleted env whose agent reported Reclaimed=True but did not remove the finalizer itself loses it after this long' },
   { key: 'deadlineSlack', flag: 'deadline-slack', def: '30s', help: 'extra time after timeoutSeconds+gracePeriodSeconds before the controller fails an env itself' },
   { key: 'schedulingStrategy', flag: 'scheduling-strategy', def: 'spread', help: 'spread (least allocated node) or binpack (most allocated node that fits)' },
   { key: 'leaderElect', flag: 'leader-elect', def: 'true', help: 'elect a leader through a Lease so only one replica acts' },
@@ -96,6 +97,7 @@ type RawConfig = {
   nodeLeaseNamespace?: string;
   nodeLeaseTimeout?: string;
   nodeLostFinalizerGrace?: string;
+  reclaimedFinalizerGrace?: string;
   deadlineSlack?: string;
   schedulingStrategy?: string;
   leaderElect?: string;
@@ -123,6 +125,7 @@ const ConfigSchema = z
     nodeLeaseNamespace: namespace(),
     nodeLeaseTimeout: positiveDuration('40s'),
     nodeLostFinalizerGrace: duration('5m'),
+    reclaimedFinalizerGrace: duration('10s'),
     deadlineSlack: duration('30s'),
     schedulingStrategy: z.enum(STRATEGIES, { error: `expected one of ${STRATEGIES.join(', ')}` }),
     leaderElect: bool(),

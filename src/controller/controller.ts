@@ -41,6 +41,15 @@ import { WorkQueue } from './queue.js';
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 
+/**
+ * An env that is waiting to be bound (or validated): its reconcile is on the path users
+ * wait for, so it goes to the queue's urgent lane, ahead of TTL deletes, finalizer
+ * releases and resyncs of envs that are already placed.
+ */
+function waitsForNode(env: EnvObject): boolean {
+  return boundNode(env) === undefined && !isFinished(env.status) && !env.metadata.deletionTimestamp;
+}
+
 /** Everything one controller replica runs. */
 export class Controller {
   readonly metrics: ControllerMetrics;
@@ -116,7 +125,8 @@ export class Controller {
       queueSize: c.eventQueueSize,
       metrics: this.metrics,
       logger: this.logger,
-      busy: () => this.queue.length > 0,
+      // Binding first, telling about it second: Events wait while keys wait or reconciles (and their writes) are in flight.
+      busy: () => this.queue.length > 0 || this.queue.inFlight > 0,
     });
     this.monitor = new NodeMonitor(
       {
@@ -144,6 +154,7 @@ export class Controller {
         strategy: c.schedulingStrategy,
         nodeLeaseTimeoutMs: c.nodeLeaseTimeout,
         nodeLostFinalizerGraceMs: c.nodeLostFinalizerGrace,
+        reclaimedFinalizerGraceMs: c.reclaimedFinalizerGrace,
         deadlineSlackMs: c.deadlineSlack,
       },
     );
@@ -231,11 +242,11 @@ export class Controller {
   }
 
   private enqueueAll(): void {
-    for (const key of this.envs.keys()) this.queue.add(key);
+    for (const env of this.envs.list()) this.queue.add(keyOf(env.metadata), waitsForNode(env));
   }
 
   private enqueueUnschedulable(): void {
-    for (const key of this.unschedulable) this.queue.add(key);
+    for (const key of this.unschedulable) this.queue.add(key, true);
   }
 
   private onNodeTransition(node: string, alive: boolean): void {
@@ -350,7 +361,7 @@ export class Controller {
     this.indexNode(key, a.node, old ? boundNode(old) : undefined);
     // A bound env that finished frees room: envs waiting for a node get another try.
     if (old && boundNode(old) !== undefined && !isFinished(old.status) && isFinished(env.status)) this.enqueueUnschedulable();
-    this.queue.add(key);
+    this.queue.add(key, waitsForNode(env));
   }
 
   private onEnvDeleted(env: EnvObject): void {

@@ -10,6 +10,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Connection } from './kubeconfig.js';
 
@@ -115,11 +116,14 @@ export class KubeClient {
     this.base = new URL(conn.server);
     const secure = this.base.protocol === 'https:';
     const maxSockets = opts.maxInFlight ?? 64;
-    const tls: https.AgentOptions = { ...conn.tls };
+    // One SecureContext for every connection: without it Node parses the CA, certificate and key again for each
+    // new socket (~4 ms of CPU each, paid 64 times when a burst opens the pool).
+    const { ca, cert, key, rejectUnauthorized, servername } = conn.tls;
+    const tlsOpts: https.AgentOptions = secure ? { secureContext: tls.createSecureContext({ ca, cert, key }), rejectUnauthorized, servername } : {};
     this.agent = secure
-      ? new https.Agent({ ...tls, keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' })
+      ? new https.Agent({ ...tlsOpts, keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' })
       : new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
-    this.watchAgent = secure ? new https.Agent({ ...tls, keepAlive: false }) : new http.Agent({ keepAlive: false });
+    this.watchAgent = secure ? new https.Agent({ ...tlsOpts, keepAlive: false }) : new http.Agent({ keepAlive: false });
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.observer = opts.observer ?? ((): void => undefined);
     this.userAgent = opts.userAgent ?? 'disposable-env-controller';

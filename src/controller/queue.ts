@@ -4,7 +4,10 @@
  * handed to two workers at once (processing set: an add while it is processed
  * re-queues it after `done`), failures back off exponentially per key, and
  * `addAfter` keeps only the earliest pending deadline per key, so requeueing at
- * the next deadline replaces polling.
+ * the next deadline replaces polling. Two lanes, FIFO each: `urgent` keys (envs
+ * waiting for a node) are handed out before the rest (TTL deletes, finalizer
+ * releases, resyncs), so a burst of new envs is not queued behind the lifecycle
+ * work of earlier ones, the way kube-scheduler's active queue is kept apart.
  */
 
 /** Observer hooks, so metrics stay out of this module. */
@@ -36,12 +39,36 @@ export interface WorkQueueOptions {
   readonly now?: () => number;
 }
 
-/** A deduplicating, per-key-serial, rate-limited work queue of string keys. */
-export class WorkQueue {
-  private readonly queue: string[] = [];
+/** Lane of a waiting key: 0 urgent, 1 normal. */
+type Lane = 0 | 1;
+
+/** A FIFO of keys with a moving head (no O(n) shift). */
+class Fifo {
+  private items: string[] = [];
   private head = 0;
+  push(key: string): void {
+    this.items.push(key);
+  }
+  shift(): string | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const key = this.items[this.head++];
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return key;
+  }
+}
+
+/** A deduplicating, per-key-serial, rate-limited, two-lane work queue of string keys. */
+export class WorkQueue {
+  private readonly lanes: [Fifo, Fifo] = [new Fifo(), new Fifo()];
+  /** Keys waiting in a lane, and which lane is current (an entry in the other lane is stale). */
+  private readonly waiting = new Map<string, Lane>();
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
+  /** Lane for keys added while they were being processed (queued again at `done`). */
+  private readonly laneAfterDone = new Map<string, Lane>();
   private readonly addedAt = new Map<string, number>();
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
@@ -61,7 +88,12 @@ export class WorkQueue {
 
   /** Keys waiting to be handed out (not counting delayed ones or those in flight). */
   get length(): number {
-    return this.queue.length - this.head;
+    return this.waiting.size;
+  }
+
+  /** Keys being reconciled right now. */
+  get inFlight(): number {
+    return this.processing.size;
   }
 
   /** Keys waiting for a delayed add. */
@@ -74,17 +106,34 @@ export class WorkQueue {
     return this.processing.has(key);
   }
 
-  /** Queue `key` now; a no-op if it is already waiting. */
-  add(key: string): void {
-    if (this.shuttingDown || this.dirty.has(key)) return;
+  /**
+   * Queue `key` now; a no-op if it is already waiting (except that an urgent add
+   * moves a key waiting in the normal lane to the urgent one).
+   */
+  add(key: string, urgent = false): void {
+    if (this.shuttingDown) return;
+    const lane: Lane = urgent ? 0 : 1;
+    if (this.dirty.has(key)) {
+      if (!urgent) return;
+      if (this.waiting.get(key) === 1) {
+        this.waiting.set(key, 0);
+        this.lanes[0].push(key);
+      } else if (this.processing.has(key)) {
+        this.laneAfterDone.set(key, 0);
+      }
+      return;
+    }
     this.dirty.add(key);
     this.addedAt.set(key, this.now());
     this.obs.added?.();
-    if (this.processing.has(key)) return;
-    this.push(key);
+    if (this.processing.has(key)) {
+      this.laneAfterDone.set(key, lane);
+      return;
+    }
+    this.push(key, lane);
   }
 
-  /** Queue `key` after `delayMs`; an earlier pending deadline for the same key wins. */
+  /** Queue `key` after `delayMs` (normal lane); an earlier pending deadline for the same key wins. */
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) {
@@ -130,10 +179,12 @@ export class WorkQueue {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Marks `key` finished; if it was added meanwhile, it is queued again. */
+  /** Marks `key` finished; if it was added meanwhile, it is queued again (in the lane it was added to). */
   done(key: string): void {
     this.processing.delete(key);
-    if (this.dirty.has(key)) this.push(key);
+    const lane = this.laneAfterDone.get(key) ?? 1;
+    this.laneAfterDone.delete(key);
+    if (this.dirty.has(key)) this.push(key, lane);
   }
 
   /** Stops handing out keys: pending and future `get()` calls resolve undefined; delayed adds are dropped. */
@@ -144,27 +195,30 @@ export class WorkQueue {
     for (const w of this.waiters.splice(0)) w(undefined);
   }
 
-  private push(key: string): void {
+  private push(key: string, lane: Lane): void {
     const waiter = this.waiters.shift();
     if (waiter) {
       this.start(key);
       waiter(key);
       return;
     }
-    this.queue.push(key);
+    this.lanes[lane].push(key);
+    this.waiting.set(key, lane);
     this.obs.depth?.(this.length);
   }
 
   private take(): string | undefined {
-    if (this.shuttingDown || this.head >= this.queue.length) return undefined;
-    const key = this.queue[this.head++] as string;
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
+    if (this.shuttingDown) return undefined;
+    for (const lane of [0, 1] as const) {
+      for (let key = this.lanes[lane].shift(); key !== undefined; key = this.lanes[lane].shift()) {
+        if (this.waiting.get(key) !== lane) continue; // moved to the urgent lane, or already handed out
+        this.waiting.delete(key);
+        this.obs.depth?.(this.length);
+        this.start(key);
+        return key;
+      }
     }
-    this.obs.depth?.(this.length);
-    this.start(key);
-    return key;
+    return undefined;
   }
 
   private start(key: string): void {

@@ -11,7 +11,7 @@ import { API_VERSION, ENV_KIND, ENV_PLURAL, FINALIZER, GROUP, NODE_LABEL, VERSIO
 import type { EnvSpec } from '../api/env.js';
 import { validateSpec } from '../api/validate.js';
 import type { AllocationView } from './allocation.js';
-import { deadlineAt, finalizerReleaseAt, nextDeadline, ttlExpiresAt, type LifecycleTimes } from './backstops.js';
+import { deadlineAt, finalizerReleaseAt, nextDeadline, reclaimedReleaseAt, ttlExpiresAt, type LifecycleTimes } from './backstops.js';
 import type { Strategy } from './config.js';
 import { EVENT_REASONS, type EventType } from './events.js';
 import type { WriteExpectations } from './expectations.js';
@@ -45,6 +45,8 @@ export interface ReconcilerOptions {
   readonly strategy: Strategy;
   readonly nodeLeaseTimeoutMs: number;
   readonly nodeLostFinalizerGraceMs: number;
+  /** How long an agent that reported Reclaimed=True has to remove the finalizer itself before the controller does. */
+  readonly reclaimedFinalizerGraceMs: number;
   readonly deadlineSlackMs: number;
 }
 
@@ -329,9 +331,13 @@ export class Reconciler {
   }
 
   /**
-   * Deletion: an env no agent could see loses the finalizer at once; a bound one
-   * keeps it until the agent reports Reclaimed=True, or until its node has been
-   * lost for the finalizer grace (the node's own GC reclaims if it comes back).
+   * Deletion. The agent removes the finalizer of a bound env itself once it has
+   * confirmed that every host resource is gone (as the kubelet finishes a Pod's
+   * deletion), so the controller only releases it where the agent cannot: an env
+   * no agent could see (at once), an env whose agent reported Reclaimed=True but
+   * did not release it (after --reclaimed-finalizer-grace), and an env whose node
+   * has been lost for --node-lost-finalizer-grace (the node's GC reclaims if it
+   * comes back). So deletion never hangs on a missing agent.
    */
   private async finalize(env: EnvObject, now: number, log: Logger): Promise<Outcome> {
     if (!hasFinalizer(env)) return { result: 'success' };
@@ -340,7 +346,10 @@ export class Reconciler {
       await this.releaseFinalizer(env, 'unbound', log);
       return { result: 'success' };
     }
-    if (conditionOf(env.status, 'Reclaimed')?.status === 'True') {
+    const reclaimed = conditionOf(env.status, 'Reclaimed');
+    if (reclaimed?.status === 'True') {
+      const at = reclaimedReleaseAt(env.metadata.deletionTimestamp, reclaimed.lastTransitionTime, this.opts.reclaimedFinalizerGraceMs);
+      if (now < at) return { result: 'requeue', requeueAfterMs: at - now };
       await this.releaseFinalizer(env, 'reclaimed', log);
       return { result: 'success' };
     }

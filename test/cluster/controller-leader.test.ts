@@ -11,7 +11,7 @@ import { NODE_LABEL } from '../../src/api/constants.js';
 import { Informer } from '../../src/controller/informer.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
 import type { EnvObject, LeaseObject } from '../../src/controller/model.js';
-import { FakeAgent } from '../helpers/fake-agent.js';
+import { FakeAgent } from './fake-agent.js';
 import { kubeConfig, withTestNamespace } from '../helpers/kube.js';
 import { RUN_LABEL, createEnv, listEvents, runId, startController, testClient, waitFor, type ControllerProcess } from './controller-harness.js';
 

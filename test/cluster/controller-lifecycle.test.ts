@@ -9,7 +9,7 @@ import { jest } from '@jest/globals';
 import { FINALIZER, NODE_LABEL } from '../../src/api/constants.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
-import { FakeAgent, type FakeNodeOptions } from '../helpers/fake-agent.js';
+import { FakeAgent, type FakeNodeOptions } from './fake-agent.js';
 import { kubeConfig, withTestNamespace } from '../helpers/kube.js';
 import {
   RUN_LABEL,
@@ -105,7 +105,7 @@ describe('controller lifecycle backstops', () => {
     expect(Date.now() - t0).toBeLessThan(3_000);
   });
 
-  it('keeps a bound env’s finalizer until the agent reports Reclaimed=True', async () => {
+  it('keeps a bound env’s finalizer until its agent has torn the env down and released it', async () => {
     await createEnv(client, ns(), 'bound-del', { nodeName: node('slow') });
     await waitForEnv(client, ns(), 'bound-del', phase('Running'), 'Running');
     await client.delete(envsPath(ns(), 'bound-del'));

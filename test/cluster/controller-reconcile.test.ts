@@ -12,7 +12,7 @@ import { parseConfig, type ControllerConfig } from '../../src/controller/config.
 import { Controller } from '../../src/controller/controller.js';
 import { loadConnection } from '../../src/controller/kubeconfig.js';
 import { isGone, type KubeClient } from '../../src/controller/kube-client.js';
-import { FakeAgent } from '../helpers/fake-agent.js';
+import { FakeAgent } from './fake-agent.js';
 import { kubeConfig, kubeconfigPath, withTestNamespace } from '../helpers/kube.js';
 import { RUN_LABEL, createEnv, runId, testClient, waitFor } from './controller-harness.js';
 

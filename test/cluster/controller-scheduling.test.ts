@@ -11,7 +11,7 @@ import { jest } from '@jest/globals';
 import { NODE_LABEL } from '../../src/api/constants.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
-import { FakeAgent, type FakeNodeOptions } from '../helpers/fake-agent.js';
+import { FakeAgent, type FakeNodeOptions } from './fake-agent.js';
 import { kubeConfig, withTestNamespace } from '../helpers/kube.js';
 import {
   RUN_LABEL,

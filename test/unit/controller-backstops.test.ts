@@ -1,4 +1,4 @@
-import { deadlineAt, finalizerReleaseAt, nextDeadline, nodeAlive, nodeLostAt, timeLeft, ttlExpiresAt } from '../../src/controller/backstops.js';
+import { deadlineAt, finalizerReleaseAt, nextDeadline, reclaimedReleaseAt, nodeAlive, nodeLostAt, timeLeft, ttlExpiresAt } from '../../src/controller/backstops.js';
 import type { LeaseObject } from '../../src/controller/model.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -29,6 +29,12 @@ describe('backstop timing (now as a parameter)', () => {
   it('releases finalizers a grace after the loss (or after deletion when there never was a Lease)', () => {
     expect(finalizerReleaseAt(T0 + 40_000, at(100), 60_000)).toBe(T0 + 100_000);
     expect(finalizerReleaseAt(0, at(100), 60_000)).toBe(T0 + 160_000);
+  });
+
+  it('leaves the release to an agent that reported Reclaimed=True for the grace, counted from the later of deletion and Reclaimed', () => {
+    expect(reclaimedReleaseAt(at(100), at(40), 10_000)).toBe(T0 + 110_000);
+    expect(reclaimedReleaseAt(at(100), at(130), 10_000)).toBe(T0 + 140_000);
+    expect(reclaimedReleaseAt(at(100), undefined, 10_000)).toBe(T0 + 110_000);
   });
 
   it('picks the earliest future instant for the requeue', () => {

@@ -16,6 +16,44 @@ describe('backoffDelay', () => {
 });
 
 describe('WorkQueue', () => {
+  it('hands out urgent keys (envs waiting for a node) before the rest, FIFO within each lane', async () => {
+    const q = new WorkQueue();
+    q.add('ttl-1');
+    q.add('new-1', true);
+    q.add('ttl-2');
+    q.add('new-2', true);
+    expect(q.length).toBe(4);
+    expect([await q.get(), await q.get(), await q.get(), await q.get()]).toEqual(['new-1', 'new-2', 'ttl-1', 'ttl-2']);
+    expect(q.length).toBe(0);
+  });
+
+  it('moves a waiting key to the urgent lane when it is added as urgent, once', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('b');
+    q.add('b', true);
+    q.add('b', true);
+    expect(q.length).toBe(2);
+    expect(await q.get()).toBe('b');
+    expect(await q.get()).toBe('a');
+    expect(q.length).toBe(0);
+    q.add('c');
+    expect(await q.get()).toBe('c');
+  });
+
+  it('re-queues a key added as urgent during its reconcile in the urgent lane', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    expect(await q.get()).toBe('a');
+    expect(q.inFlight).toBe(1);
+    q.add('a', true);
+    q.add('b');
+    q.done('a');
+    expect(q.inFlight).toBe(0);
+    expect(await q.get()).toBe('a');
+    expect(await q.get()).toBe('b');
+  });
+
   it('deduplicates keys that are waiting', async () => {
     const q = new WorkQueue();
     q.add('a');
