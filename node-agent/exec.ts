@@ -4,7 +4,7 @@
  * arguments and what it printed. Keeping this in one place is what lets us say
  * "nothing user-supplied reaches a shell".
  */
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 
 /** Result of a program that ran to completion (any exit code). */
 export interface ExecResult {
@@ -39,31 +39,53 @@ export class ExecError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
-/** Run `file` with `args` and wait for it; throws ExecError on failure unless allowFailure. */
+/** Output beyond this many characters per stream is dropped (the tail is what errors need). */
+const MAX_OUTPUT = 1 << 20;
+
+/**
+ * Run `file` with `args` and wait for it; throws ExecError on failure unless allowFailure.
+ * Uses child_process.spawn directly rather than execa: this runs several times per
+ * env on the create/teardown path, where execa's per-call bookkeeping showed up as
+ * a few ms of main-thread time per env (docs/decisions.md).
+ */
 export async function run(file: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const r = await execa(file, [...args], {
-    timeout,
-    reject: false,
-    stdin: 'ignore',
-    env: opts.env,
-    extendEnv: true,
-    cwd: opts.cwd,
-    killSignal: 'SIGKILL',
-    stripFinalNewline: true,
-  });
   const argv = [file, ...args];
   const shown = argv.join(' ');
-  if (r.timedOut) throw new ExecError(argv, undefined, String(r.stderr), `${shown}: timed out after ${timeout} ms`);
-  if (r.exitCode === undefined) {
+  const r = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; timedOut: boolean; error?: Error }>((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let error: Error | undefined;
+    const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeout);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < MAX_OUTPUT) stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < MAX_OUTPUT) stderr += d;
+    });
+    child.on('error', (e) => {
+      error = e;
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: stdout.replace(/\r?\n$/, ''), stderr: stderr.replace(/\r?\n$/, ''), timedOut, ...(error ? { error } : {}) });
+    });
+  });
+  if (r.timedOut) throw new ExecError(argv, undefined, r.stderr, `${shown}: timed out after ${timeout} ms`);
+  if (r.code === null || r.error) {
     // could not start (ENOENT) or died by a signal
-    const why = r.signal ? `killed by ${r.signal}` : (r.originalMessage ?? r.shortMessage);
-    throw new ExecError(argv, undefined, String(r.stderr), `${shown}: ${why}`);
+    const why = r.error ? r.error.message : `killed by ${r.signal ?? 'a signal'}`;
+    throw new ExecError(argv, undefined, r.stderr, `${shown}: ${why}`);
   }
-  const res: ExecResult = { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
-  if (r.exitCode !== 0 && !opts.allowFailure) {
+  const res: ExecResult = { exitCode: r.code, stdout: r.stdout, stderr: r.stderr };
+  if (r.code !== 0 && !opts.allowFailure) {
     const detail = res.stderr.trim() || res.stdout.trim();
-    throw new ExecError(argv, r.exitCode, res.stderr, `${shown}: exit ${r.exitCode}${detail ? `: ${detail}` : ''}`);
+    throw new ExecError(argv, r.code, res.stderr, `${shown}: exit ${r.code}${detail ? `: ${detail}` : ''}`);
   }
   return res;
 }
