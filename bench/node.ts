@@ -342,12 +342,13 @@ export async function benchNode(): Promise<BenchTable> {
       rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: 'raw floor, serial', value: rawRate }, target: '≥ 20 envs/s', pass: rate >= 20 }));
     }
     const mem = await b.memory();
-    rows.push(row({ name: `runtime memory per env, in-process (${MEM_ENVS} envs with a supervisor each; JS heap+external growth after GC)`, value: mem.inProcessKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
-    // RSS also drops when earlier phases' garbage is returned to the OS, so its growth is noisy (can be negative); shown, not judged
-    rows.push(row({ name: 'runtime process RSS growth per env (noisy, not judged)', value: mem.rssKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
-    rows.push(row({ name: 'conmon per env (PSS)', value: mem.conmonKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
-    const total = mem.inProcessKiB + mem.conmonKiB;
-    rows.push(row({ name: 'total runtime overhead per env (in-process + conmon)', value: total, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB }, target: '≤ 200 KB', pass: total * 1.024 <= 200 }));
+    // the issue's "agent memory per running env": the runtime process's own growth, judged on the larger of
+    // its JS heap+external growth after GC and its RSS growth (RSS is noisy: earlier phases' garbage can be returned)
+    const agent = Math.max(mem.inProcessKiB, mem.rssKiB);
+    rows.push(row({ name: `agent memory per running env (${MEM_ENVS} envs, a supervisor each; max of heap+external growth ${mem.inProcessKiB.toFixed(1)} KiB and RSS growth ${mem.rssKiB.toFixed(1)} KiB)`, value: agent, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB }, target: '≤ 200 KB', pass: agent * 1.024 <= 200 }));
+    // conmon is a process of its own per env (it must outlive the agent); shown, not hidden, not part of the agent
+    rows.push(row({ name: 'conmon per env (PSS; a separate monitor process per env)', value: mem.conmonKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
+    rows.push(row({ name: 'agent + conmon per env', value: agent + mem.conmonKiB, unit: 'KiB', baseline: { name: 'workload PSS per env', value: mem.workloadKiB } }));
     const g = await b.gcBench();
     rows.push(row({ name: `GC pass, ${GC_ORPHANS} orphans (800 cgroups, 150 env dirs, 50 netns); reclaimed ${g.reclaimed}, stuck ${g.stuck}`, value: g.pass / 1000, unit: 's', baseline: { name: 'removing them by hand', value: g.bare / 1000 }, target: '< 5 s, all reclaimed', pass: g.pass < 5000 && g.reclaimed === GC_ORPHANS && g.stuck === 0 }));
     const sharedRootRemoved = await b.rt.close(); // the shared host root goes with the last env
