@@ -21,6 +21,7 @@ import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js'
 import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
+import type { NodeMetrics } from './metrics.js';
 import { unmountTree } from './mounts.js';
 import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId } from './names.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
@@ -42,6 +43,8 @@ export interface RuntimeOptions {
   readonly emptyTimeoutMs?: number;
   /** Force a layout (tests); default: detected. */
   readonly layout?: CgroupLayout;
+  /** Where teardowns are observed (`disposable_env_teardown_duration_seconds`); the agent passes its registry's. */
+  readonly metrics?: NodeMetrics;
 }
 
 /** Resolved paths of every program the runtime runs. */
@@ -557,6 +560,7 @@ export class Runtime {
       }
       x.timings = { ...x.timings, teardown: Date.now() - t };
     });
+    this.options.metrics?.teardownDuration.observe((Date.now() - t) / 1000);
     return leaks;
   }
 

@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
 import { ensureAnchor } from '../../node-agent/mounts.js';
+import { NodeMetrics } from '../../node-agent/metrics.js';
 import { RUNC_ROOT } from '../../node-agent/names.js';
 import { supervise } from '../../node-agent/supervisor.js';
 import { Runtime } from '../../node-agent/runtime.js';
@@ -314,7 +315,8 @@ describe('denv run on the hybrid host', () => {
 
   it('envs on the host root share one read-only tree: built once, reused, never containing itself, removed with the last env', async () => {
     const sd = stateDir(dirs);
-    const rt = await Runtime.open({ stateDir: sd });
+    const metrics = new NodeMetrics();
+    const rt = await Runtime.open({ stateDir: sd, metrics });
     const spec = parseSpec({ workload: { command: ['/bin/sh', '-c', 'sleep 60'] }, lifecycle: { gracePeriodSeconds: 1 } });
     const a = await rt.create({ name: 'twin-a', spec, id: testId() });
     // started through runc's exec fifo (no `runc start` process), and runc agrees it runs
@@ -347,6 +349,8 @@ describe('denv run on the hybrid host', () => {
     expect(await rt.finish(b.id, { reason: 'Stopped', message: 'test' })).toMatchObject({ reason: 'Stopped', exitCode: 137 });
     expect(await rt.close()).toBe(true);
     expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${sd}/`))).toEqual([]);
+    // both normal teardowns were observed
+    expect(await metrics.text()).toMatch(/^disposable_env_teardown_duration_seconds_count 2$/m);
   });
 
   it('a half-built shared root (its builder died) is torn down and built again', async () => {
