@@ -16,6 +16,12 @@ export const DEFAULT_STATE_DIR = '/var/lib/disposable-env';
 export const RUNC_ROOT = '/run/disposable-env/runc';
 /** Where per-env uid/gid range reservations live (host-wide, shared by every state dir). */
 export const IDMAP_DIR = '/run/disposable-env/idmap';
+/**
+ * Every state dir a runtime on this host has used, one file each (content: the
+ * absolute path), so that a GC pass for one state dir never takes another
+ * state dir's live envs for orphans. Under /run: forgotten with the host objects at reboot.
+ */
+export const STATE_REGISTRY_DIR = '/run/disposable-env/statedirs';
 /** Default cgroup root under which `<class>/denv-<id>` is created. */
 export const DEFAULT_CGROUP_ROOT = 'disposable.slice';
 

@@ -23,7 +23,8 @@ import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.
 import { HostRoot } from './hostroot.js';
 import type { NodeMetrics } from './metrics.js';
 import { unmountTree } from './mounts.js';
-import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId } from './names.js';
+import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, STATE_REGISTRY_DIR } from './names.js';
+import { registerStateDir } from './state-registry.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
 import { buildOciConfig, type InitKind } from './oci.js';
 import { detectCgroupLayout, findExecutable, type CgroupLayout } from './probe.js';
@@ -45,6 +46,8 @@ export interface RuntimeOptions {
   readonly layout?: CgroupLayout;
   /** Where teardowns are observed (`disposable_env_teardown_duration_seconds`); the agent passes its registry's. */
   readonly metrics?: NodeMetrics;
+  /** The host-wide list of state dirs (default {@link STATE_REGISTRY_DIR}). */
+  readonly stateRegistryDir?: string;
 }
 
 /** Resolved paths of every program the runtime runs. */
@@ -103,6 +106,7 @@ export class Runtime {
   readonly hostRoot: HostRoot;
   private toolsCache?: Tools;
   private teardownToolsCache?: Promise<Pick<Tools, 'ip' | 'mount' | 'umount'>>;
+  private registered?: Promise<void>;
 
   private constructor(
     readonly options: RuntimeOptions,
@@ -232,6 +236,8 @@ export class Runtime {
     const id = req.id ?? generateEnvId();
     const t0 = Date.now();
     const rel = cgroupRelPath(this.cgroupRoot, req.spec.class, id);
+    this.registered ??= registerStateDir(this.options.stateRegistryDir ?? STATE_REGISTRY_DIR, this.stateDir);
+    await this.registered;
     // Every host object create may make is journaled up front, in the record's first write; each
     // later step only records what it made (one write at the end of build). Teardown of an intended
     // object that never came to exist is a verified no-op.

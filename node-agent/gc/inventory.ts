@@ -23,6 +23,11 @@ export interface InventoryOptions {
   /** Cgroup root below each hierarchy, e.g. `disposable.slice`. */
   readonly cgroupRoot: string;
   readonly stateDirs: readonly string[];
+  /**
+   * Other state dirs on this host (the registry): only read, to learn which env ids they still
+   * account for (live, or a journal that cannot be read); their dirs and mounts are left alone.
+   */
+  readonly otherStateDirs?: readonly string[];
   readonly runc: string;
   readonly runcRoot: string;
   readonly idmapDir?: string;
@@ -141,6 +146,18 @@ async function journalObjects(o: InventoryOptions, out: HostObject[], live: Set<
   }
 }
 
+/** Env ids another state dir may still own: its live envs, and every env dir whose journal it cannot read. */
+async function otherOwners(o: InventoryOptions, live: Set<string>): Promise<void> {
+  for (const sd of o.otherStateDirs ?? []) {
+    const listing = await new Journal(sd).list().catch(() => ({ records: [], incomplete: [] }));
+    for (const r of listing.records) {
+      const finished = r.phase === 'Succeeded' || r.phase === 'Failed';
+      if (!finished || r.resources.some((x) => x.state !== 'removed')) live.add(r.id);
+    }
+    for (const inc of listing.incomplete) live.add(inc.id);
+  }
+}
+
 async function bootTime(procDir: string): Promise<number> {
   const text = await readFile(path.join(procDir, 'stat'), 'utf8').catch(() => '');
   return Number(/^btime (\d+)/m.exec(text)?.[1] ?? 0);
@@ -196,6 +213,7 @@ export async function takeInventory(o: InventoryOptions): Promise<Inventory> {
   const journalLive = new Set<string>();
   const corrupt: Inventory['corrupt'] = [];
   await journalObjects(o, objects, journalLive, corrupt);
+  await otherOwners(o, journalLive);
   await cgroupObjects(o, objects);
   await netnsObjects(o, objects);
   await mountObjects(o, objects);

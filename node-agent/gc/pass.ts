@@ -14,7 +14,9 @@ import { auditForeignLeaks, type ForeignLeak } from './audit.js';
 import { takeInventory } from './inventory.js';
 import { classify, envsToReclaim, oldestOrphanAge, type HostObject, type OrphanKind } from './plan.js';
 import { reclaimEnv, type ReclaimContext } from './reclaim.js';
-import { HOST_PREFIX } from '../names.js';
+import { HOST_PREFIX, STATE_REGISTRY_DIR } from '../names.js';
+import { registeredStateDirs } from '../state-registry.js';
+import path from 'node:path';
 
 /** Settings of one pass. */
 export interface GcOptions {
@@ -87,11 +89,14 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
   const t0 = Date.now();
   const now = opts.now ?? t0;
   const ctx = await context(rt);
+  const stateDirs = opts.stateDirs ?? [rt.stateDir];
+  const others = (await registeredStateDirs(rt.options.stateRegistryDir ?? STATE_REGISTRY_DIR, { prune: !opts.dryRun })).filter((d) => !stateDirs.map((x) => path.resolve(x)).includes(d));
   const inv = await takeInventory({
     now,
     hierarchies: ctx.hierarchies,
     cgroupRoot: rt.cgroupRoot,
-    stateDirs: opts.stateDirs ?? [rt.stateDir],
+    stateDirs,
+    otherStateDirs: others,
     runc: ctx.runc,
     runcRoot: rt.runcRoot,
     idmapDir: rt.idmapDir,

@@ -224,3 +224,25 @@ it('reclaims the young orphan once it is old enough, and a second pass finds not
   expect(again.rows).toEqual([]);
   foreignIntact();
 });
+
+it('an env of another state dir on this host is never taken for an orphan (the state-dir registry)', async () => {
+  const other = stateDir(dirs);
+  const rt2 = await Runtime.open({ stateDir: other, emptyTimeoutMs: 5000 });
+  const O = `${tag}o`;
+  const r = await rt2.create({ id: O, name: 'gc-other', spec: parseSpec({ class: 'gc-test', workload: { command: ['/bin/sleep', '300'] } }) });
+  try {
+    const report = await gcPass(rt, { minAgeSeconds: 0, scope: ours, audit: false });
+    expect(report.rows.filter((x) => x.envId === O)).toEqual([]);
+    expect(existsSync(`/run/netns/denv-${O}`)).toBe(true);
+    expect(alive(r.pids.container!)).toBe(true);
+    // control: a pass that does not know the other state dir (empty registry) would take it for an orphan
+    const blind = await Runtime.open({ stateDir: sd, stateRegistryDir: path.join(work, 'empty-registry') });
+    const wouldBe = await gcPass(blind, { minAgeSeconds: 0, scope: ours, audit: false, dryRun: true });
+    expect(wouldBe.rows.filter((x) => x.envId === O && x.action === 'would reclaim').map((x) => x.kind)).toEqual(expect.arrayContaining(['cgroup', 'netns', 'container']));
+  } finally {
+    await rt2.killAll(r);
+    expect(await rt2.finish(O, { reason: 'Stopped', message: 'test' })).toMatchObject({ reason: 'Stopped' });
+    expect(await rt2.close()).toBe(true);
+  }
+  expect(existsSync(`/run/netns/denv-${O}`)).toBe(false);
+});
