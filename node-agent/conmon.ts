@@ -10,7 +10,7 @@ import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:fs';
 import { open, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ExecError, run } from './exec.js';
+import { ExecError, pidAlive, run } from './exec.js';
 
 /** What conmon needs for one container. */
 export interface ConmonLaunch {
@@ -189,14 +189,6 @@ export async function startCreated(runc: string, root: string, id: string, initP
   return 'fifo';
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** `runc kill <id> <signal>`; a container that is no longer running is not an error. */
 export async function runcKill(runc: string, root: string, id: string, signal: string): Promise<void> {

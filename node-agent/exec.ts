@@ -89,3 +89,13 @@ export async function run(file: string, args: readonly string[], opts: ExecOptio
   }
   return res;
 }
+
+/** True while process `pid` exists (EPERM: it exists but is not ours to signal). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -26,7 +26,7 @@
  */
 import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { run } from './exec.js';
+import { pidAlive, run } from './exec.js';
 import { atomicWrite } from './journal.js';
 import { bindHostRoot, ensureAnchor, mountTable, mountsUnder, unmountTree, type MountTools } from './mounts.js';
 
@@ -48,14 +48,6 @@ const LOCK_STALE_MS = 120_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The shared read-only host root of one state dir (see the module comment). */
 export class HostRoot {
@@ -168,7 +160,7 @@ export class HostRoot {
       }
       const [text, st] = await Promise.all([readFile(this.paths.lock, 'utf8').catch(() => ''), stat(this.paths.lock).catch(() => undefined)]);
       const holder = Number.parseInt(text, 10);
-      const stale = (text !== '' && !(holder > 0 && alive(holder))) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
+      const stale = (text !== '' && !(holder > 0 && pidAlive(holder))) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
       if (stale) {
         await unlink(this.paths.lock).catch(() => undefined);
         continue;

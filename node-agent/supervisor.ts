@@ -12,6 +12,7 @@
  */
 import { readFile, unlink } from 'node:fs/promises';
 import { readExitCode } from './conmon.js';
+import { pidAlive } from './exec.js';
 import type { EnvRecord } from './journal.js';
 import { isFinished } from './journal.js';
 import { deadlineAt, initialState, observe, policyFromSpec, type Policy, type Verdict, type WatchState } from './lifecycle.js';
@@ -51,16 +52,6 @@ async function readStopRequest(stateDir: string, id: string): Promise<Verdict | 
     return { reason: 'Stopped', message: req.message || 'stopped on request' };
   } catch {
     return undefined;
-  }
-}
-
-/** True when process `pid` exists. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

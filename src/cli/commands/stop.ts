@@ -7,7 +7,8 @@
 import { parseArgs } from 'node:util';
 import { findEnv, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP, parseOrUsage } from '../../../node-agent/cli.js';
 import { isFinished, type EnvRecord } from '../../../node-agent/journal.js';
-import { pidAlive, requestStop, supervise } from '../../../node-agent/supervisor.js';
+import { pidAlive } from '../../../node-agent/exec.js';
+import { requestStop, supervise } from '../../../node-agent/supervisor.js';
 import type { Runtime } from '../../../node-agent/runtime.js';
 import type { Command } from '../main.js';
 import { UsageError } from '../main.js';
