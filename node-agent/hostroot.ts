@@ -17,14 +17,16 @@
  *                                  complete: the tree's mount id. A tree without a
  *                                  matching marker is half-built (its builder died)
  *                                  and is removed and built again;
- *  - `<state>/hostroot.lock`       an exclusive-create lock file holding the pid of
- *                                  the process building, checking or removing the tree.
+ *  - `<state>/hostroot.lock`       the lock: the pid of the process building, checking
+ *                                  or removing the tree, created atomically (a hard link
+ *                                  of a written temp file); stale once that pid is gone.
  *
  * The tree is removed when nothing uses it: `release()` (the CLI when its env is
  * done, the agent on shutdown) and the GC pass (crash leftovers) remove it only
  * while the caller says the state dir has no live env, under the lock.
  */
-import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pidAlive, run } from './exec.js';
 import { atomicWrite } from './journal.js';
@@ -150,17 +152,21 @@ export class HostRoot {
     await mkdir(path.dirname(this.paths.lock), { recursive: true, mode: 0o711 });
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (;;) {
+      // the lock appears atomically with the holder's pid in it (hard link of a written temp file), so a
+      // holder that dies at any point leaves either no lock or one naming a pid that is gone
+      const tmp = `${this.paths.lock}.${process.pid}.${randomBytes(4).toString('hex')}`;
+      await writeFile(tmp, String(process.pid), { mode: 0o600 });
       try {
-        const fh = await open(this.paths.lock, 'wx', 0o600);
-        await fh.writeFile(String(process.pid));
-        await fh.close();
+        await link(tmp, this.paths.lock);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      } finally {
+        await unlink(tmp).catch(() => undefined);
       }
       const [text, st] = await Promise.all([readFile(this.paths.lock, 'utf8').catch(() => ''), stat(this.paths.lock).catch(() => undefined)]);
       const holder = Number.parseInt(text, 10);
-      const stale = (text !== '' && !(holder > 0 && pidAlive(holder))) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
+      const stale = !(holder > 0 && pidAlive(holder)) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
       if (stale) {
         await unlink(this.paths.lock).catch(() => undefined);
         continue;

@@ -8,6 +8,11 @@ import { BLOCKED_SYSCALLS, defaultSeccompProfile, EPERM } from '../../node-agent
 import { parseBlkioBytes, parseIoStat, readbackMatches, statsFromV1, statsFromV2 } from '../../node-agent/cgroup/parse.js';
 import { conmonArgs, logTail, parseCriLog } from '../../node-agent/conmon.js';
 import { levels } from '../../node-agent/cgroup/tree.js';
+import { HostRoot } from '../../node-agent/hostroot.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 describe('names', () => {
   it('generates valid, distinct ids', () => {
@@ -291,5 +296,28 @@ describe('CRI log', () => {
     expect(a.join(' ')).toContain('--exit-dir /e');
     expect(a.join(' ')).toContain('-T 99');
     expect(a.join(' ')).toContain('--persist-dir /env');
+  });
+});
+
+describe('shared host root lock', () => {
+  const tools = (): Promise<{ mount: string; umount: string }> => Promise.resolve({ mount: 'mount', umount: 'umount' });
+
+  it('takes over a lock whose holder died, and one left empty, instead of waiting', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'denv-lock-'));
+    try {
+      const hr = new HostRoot(dir, tools);
+      const dead = spawnSync('/bin/true').pid; // a pid that has exited
+      for (const content of [String(dead), '']) {
+        writeFileSync(hr.paths.lock, content);
+        const t = Date.now();
+        expect(await hr.release(() => Promise.resolve(true))).toBe(false); // nothing to remove, but it had to take the lock
+        expect(Date.now() - t).toBeLessThan(2000);
+        expect(existsSync(hr.paths.lock)).toBe(false);
+      }
+      // no temp files of the lock protocol are left behind
+      expect(readdirSync(dir).filter((n) => n.startsWith('hostroot.lock'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
