@@ -177,9 +177,18 @@ class Bench {
   async memory(): Promise<{ inProcessKiB: number; rssKiB: number; conmonKiB: number; workloadKiB: number }> {
     v8.setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as (() => void) | undefined;
-    gc?.();
-    await sleep(200);
-    const m0 = process.memoryUsage();
+    // before and after: the least of a few samples after a full GC, so both sides are measured alike
+    const settle = async (): Promise<Pick<NodeJS.MemoryUsage, 'heapUsed' | 'external' | 'arrayBuffers' | 'rss'>> => {
+      const samples: NodeJS.MemoryUsage[] = [];
+      for (let i = 0; i < 5; i++) {
+        gc?.();
+        samples.push(process.memoryUsage());
+        await sleep(200);
+      }
+      const least = (k: 'heapUsed' | 'external' | 'arrayBuffers' | 'rss'): number => Math.min(...samples.map((x) => x[k]));
+      return { heapUsed: least('heapUsed'), external: least('external'), arrayBuffers: least('arrayBuffers'), rss: least('rss') };
+    };
+    const m0 = await settle();
     const ids: string[] = [];
     const loops: Promise<unknown>[] = [];
     try {
@@ -196,8 +205,7 @@ class Bench {
         }),
       );
       await sleep(3000); // every supervisor has sampled a few times
-      gc?.();
-      const m1 = process.memoryUsage();
+      const m1 = await settle();
       let conmon = 0;
       let workload = 0;
       for (const id of ids) {

@@ -71,6 +71,9 @@ export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions 
   if (!r) throw new Error(`supervise: env ${id} has no journal in ${rt.stateDir}`);
   if (isFinished(r)) return r;
   if (opts.registerPid) r = await rt.journal.update(id, (x) => void (x.pids.supervisor = process.pid));
+  // the loop needs the env's identity, cgroup, pids and deadlines, not its resource list: a supervisor
+  // per running env stays small (finish() re-reads the whole record from the journal)
+  r = withoutResources(r);
   const interval = Math.max(20, opts.intervalMs ?? 1000);
   const policy = policyFromSpec(r.spec);
   const startedAt = r.startTime ? Date.parse(r.startTime) : Date.now();
@@ -84,6 +87,7 @@ export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions 
     if (loop.verdict && r.phase !== 'Terminating') {
       r = await rt.beginTermination(id, loop.verdict, policy.graceMs);
       opts.onPhase?.(r);
+      r = withoutResources(r);
     }
     // the exit is watched more often than the kernel is sampled, so a finished workload is noticed fast
     if (await exitedWithin(exitFile, interval)) break;
@@ -95,6 +99,10 @@ export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions 
 }
 
 const EXIT_POLL_MS = 50;
+
+function withoutResources(r: EnvRecord): EnvRecord {
+  return { ...r, resources: [] };
+}
 
 /** Wait up to `ms`, returning early (true) once conmon has written the exit file. */
 async function exitedWithin(exitFile: string, ms: number): Promise<boolean> {
