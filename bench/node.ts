@@ -343,8 +343,8 @@ export async function benchNode(): Promise<BenchTable> {
     }
     const rawRate = 1000 / percentile(raw, 50);
     for (const [conc, n] of [
-      [1, 12],
-      [4, 24],
+      [1, 30],
+      [4, 60],
     ] as const) {
       const rate = await b.churn(conc, n);
       rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: 'raw floor, serial', value: rawRate }, target: '≥ 20 envs/s', pass: rate >= 20 }));
