@@ -45,6 +45,8 @@ interface Marker {
 }
 
 const LOCK_WAIT_MS = 30_000;
+/** How often a reused tree's marker mtime is refreshed. */
+const TOUCH_EVERY_MS = 10_000;
 /** A lock older than this is taken over even if its pid looks alive (pid reuse after a crash). */
 const LOCK_STALE_MS = 120_000;
 
@@ -56,6 +58,9 @@ export class HostRoot {
   readonly paths: ReturnType<typeof hostRootPaths>;
   /** Serialises this process's users; the lock file serialises processes. */
   private chain: Promise<unknown> = Promise.resolve();
+  /** The marker of the tree this process last built or checked (the fast path compares it). */
+  private known?: string;
+  private touchedAt = 0;
 
   constructor(
     stateDir: string,
@@ -69,10 +74,11 @@ export class HostRoot {
    * journaled its env first, so that a concurrent release sees it as live.
    */
   async acquire(): Promise<string> {
+    if (await this.stillOurs()) return this.paths.rootfs;
     return this.exclusive(async () => {
       if (await this.ready()) {
-        const now = new Date();
-        await utimes(this.paths.marker, now, now).catch(() => undefined); // last use, for the GC's min age
+        await this.touch();
+        this.known = await readFile(this.paths.marker, 'utf8').catch(() => undefined);
         return this.paths.rootfs;
       }
       const tools = await this.tools();
@@ -84,8 +90,32 @@ export class HostRoot {
       if (!top) throw new Error(`mount: ${this.paths.rootfs} is not mounted after the bind`);
       const marker: Marker = { mountId: top.id, builtAt: new Date().toISOString() };
       await atomicWrite(this.paths.marker, JSON.stringify(marker));
+      this.known = JSON.stringify(marker);
+      this.touchedAt = Date.now();
       return this.paths.rootfs;
     });
+  }
+
+  /**
+   * The fast path of acquire, without the lock: the tree this process built or
+   * checked is still the one in place when no release is in progress (no lock
+   * file) and the marker is unchanged. A release that starts after this check
+   * sees the caller's env (journaled before acquire) and keeps the tree; one in
+   * progress holds the lock, and one that finished changed or removed the marker.
+   */
+  private async stillOurs(): Promise<boolean> {
+    if (this.known === undefined) return false;
+    if (await stat(this.paths.lock).then(() => true, () => false)) return false;
+    if ((await readFile(this.paths.marker, 'utf8').catch(() => undefined)) !== this.known) return false;
+    if (Date.now() - this.touchedAt > TOUCH_EVERY_MS) await this.touch();
+    return true;
+  }
+
+  /** Record a use in the marker's mtime (the GC's min age counts from it); at most every few seconds. */
+  private async touch(): Promise<void> {
+    const now = new Date();
+    await utimes(this.paths.marker, now, now).catch(() => undefined);
+    this.touchedAt = now.getTime();
   }
 
   /** True when a complete tree is mounted (its marker names the mount at the tree's path). */
@@ -128,6 +158,7 @@ export class HostRoot {
 
   /** Unmount the tree and its anchor, prove nothing is left, drop the marker. */
   private async remove(tools: MountTools): Promise<void> {
+    this.known = undefined;
     await unlink(this.paths.marker).catch(() => undefined);
     if (!mountsUnder(await mountTable(), this.paths.anchor).length) return;
     // whatever state a dead builder left it in, no unmount below the anchor may propagate to the host

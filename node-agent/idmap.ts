@@ -27,18 +27,32 @@ export function slotStart(n: number): number {
   return ID_BASE + n * SLOT_SIZE;
 }
 
-/** Reserve the lowest free slot for `owner` (written into the file for the GC pass). */
+const nextHint = new Map<string, number>();
+
+/** Reserve a free slot for `owner` (written into the file for the GC pass). */
 export async function reserveIdRange(dir: string, owner: string, size: number): Promise<IdReservation> {
   if (size < 1 || size > SLOT_SIZE) throw new Error(`idmap: size ${size} out of range 1..${SLOT_SIZE}`);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  for (let n = 0; n < MAX_SLOTS; n++) {
+  let madeDir = false;
+  // start after the slot this process took last (wrapping), so a host with many envs is not scanned from 0 each time
+  const first = nextHint.get(dir) ?? 0;
+  for (let i = 0; i < MAX_SLOTS; i++) {
+    const n = (first + i) % MAX_SLOTS;
     const start = slotStart(n);
     const file = path.join(dir, String(start));
     try {
       await writeFile(file, `${owner}\n`, { flag: 'wx', mode: 0o600 });
+      nextHint.set(dir, (n + 1) % MAX_SLOTS);
       return { start, size, file };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && !madeDir) {
+        madeDir = true;
+        // the directory is made on first use (checking it every time costs a syscall per env)
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        i--;
+        continue;
+      }
+      if (code !== 'EEXIST') throw err;
     }
   }
   throw new Error(`idmap: all ${MAX_SLOTS} id ranges in ${dir} are reserved`);

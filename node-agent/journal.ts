@@ -219,8 +219,12 @@ export class Journal {
    */
   async begin(init: NewEnvRecord, intents: readonly ResourceRef[] = []): Promise<EnvRecord> {
     const id = assertEnvId(init.id);
-    await mkdir(this.envsDir, { recursive: true, mode: 0o711 });
-    await mkdir(envPaths(this.stateDir, id).dir, { mode: 0o711 }); // EEXIST: id collision, refuse. o+x: runc resolves the rootfs as the env's mapped root
+    // EEXIST: id collision, refuse. o+x: runc resolves the rootfs as the env's mapped root
+    await mkdir(envPaths(this.stateDir, id).dir, { mode: 0o711 }).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      await mkdir(this.envsDir, { recursive: true, mode: 0o711 }); // first env of this state dir
+      await mkdir(envPaths(this.stateDir, id).dir, { mode: 0o711 });
+    });
     const t = now();
     const record: EnvRecord = {
       ...init,

@@ -50,6 +50,8 @@ async function makeTreeOnce(
   hooks: CreateHooks,
   afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
 ): Promise<string[]> {
+  const fast = await leavesUnderExistingParents(hierarchyRoots, relPath, hooks, afterLevel);
+  if (fast) return fast;
   const made: string[] = [];
   try {
     const lv = levels(hierarchyRoots, relPath);
@@ -69,6 +71,47 @@ async function makeTreeOnce(
       await hooks.created(results);
       await afterLevel(results, isLeaf);
     }
+    return made;
+  } catch (err) {
+    await unmake(made);
+    throw err;
+  }
+}
+
+/**
+ * The common case: the shared parents exist already, so only the leaves are
+ * made (one mkdir per hierarchy instead of one per level). Returns undefined,
+ * having removed any leaf it made, when a parent is missing: the caller then
+ * builds the tree level by level.
+ */
+async function leavesUnderExistingParents(
+  hierarchyRoots: readonly string[],
+  relPath: string,
+  hooks: CreateHooks,
+  afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
+): Promise<string[] | undefined> {
+  const lv = levels(hierarchyRoots, relPath);
+  const leaves = lv[lv.length - 1] ?? [];
+  await hooks.intend(leaves);
+  const settled = await Promise.allSettled(leaves.map(async (dir) => ({ dir, made: await mkdirCgroup(dir) })));
+  const made = settled.flatMap((r) => (r.status === 'fulfilled' && r.value.made ? [r.value.dir] : []));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const existing = settled.find((r) => r.status === 'fulfilled' && !r.value.made);
+  if (failed || existing) {
+    await unmake(made);
+    if (failed && failed.reason instanceof CgroupError && failed.reason.code === 'ENOENT' && !existing) return undefined;
+    if (existing && existing.status === 'fulfilled') throw new CgroupError(`cgroup: ${existing.value.dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
+    throw failed?.reason;
+  }
+  try {
+    for (let i = 0; i < lv.length - 1; i++) {
+      const parents = (lv[i] ?? []).map((dir) => ({ dir, made: false }));
+      await hooks.created(parents);
+      await afterLevel(parents, false);
+    }
+    const results = leaves.map((dir) => ({ dir, made: true }));
+    await hooks.created(results);
+    await afterLevel(results, true);
     return made;
   } catch (err) {
     await unmake(made);
