@@ -1,8 +1,9 @@
 /**
  * Kubernetes Events (events.k8s.io/v1) for every transition the controller
  * makes. Recording never blocks a reconcile: events go to a bounded queue
- * written by two background senders, which hold back (up to 5 s) while keys
- * wait in the work queue, so a burst of binds is not slowed by its own Events;
+ * written by two background senders, which hold back (up to 5 s) while the
+ * controller is busy (keys waiting, reconciles in flight), so a burst of binds
+ * is not slowed by its own Events;
  * when the queue is full, new Events are dropped (and counted). Repeats of the same event (same object, reason and note) within 30
  * minutes are folded into one Event's `series` instead of creating new ones, the
  * way client-go's events recorder does, and the series is written at most every
