@@ -68,13 +68,19 @@ export async function run(file: string, args: readonly string[], opts: ExecOptio
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       if (stderr.length < MAX_OUTPUT) stderr += d;
     });
+    let done = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: stdout.replace(/\r?\n$/, ''), stderr: stderr.replace(/\r?\n$/, ''), timedOut, ...(error ? { error } : {}) });
+    };
     child.on('error', (e) => {
       error = e;
     });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: stdout.replace(/\r?\n$/, ''), stderr: stderr.replace(/\r?\n$/, ''), timedOut, ...(error ? { error } : {}) });
-    });
+    // 'close' waits for the output pipes too; a grandchild that kept them open must not hang us past the exit
+    child.on('exit', (code, signal) => setTimeout(() => finish(code, signal), 2000).unref());
+    child.on('close', finish);
   });
   if (r.timedOut) throw new ExecError(argv, undefined, r.stderr, `${shown}: timed out after ${timeout} ms`);
   if (r.code === null || r.error) {

@@ -297,9 +297,15 @@ export class Runtime {
     const p = envPaths(this.stateDir, id);
     const timings: Record<string, number> = {};
     const made: ResourceRef[] = [];
+    const pending = new Set<string>();
     const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
       const t = Date.now();
-      await fn();
+      pending.add(name);
+      try {
+        await fn();
+      } finally {
+        pending.delete(name);
+      }
       timings[name] = Date.now() - t;
     };
     const ns = spec.isolation.namespaces;
@@ -307,8 +313,10 @@ export class Runtime {
     const netns = ns.includes('net') ? hostName(id) : undefined;
     const hostRoot = spec.rootfs === undefined;
     let rootfsPath = spec.rootfs?.hostPath ?? '';
-    // independent of each other: the uid range, the cgroup subtree, the netns, the shared root, the bundle dirs
-    await Promise.all([
+    // independent of each other: the uid range, the cgroup subtree, the netns, the shared root, the bundle dirs.
+    // All of them settle before anything is judged, so a failure never starts a teardown while a sibling is
+    // still making something; and a step that hangs ends the create with its name instead of hanging it.
+    await settleAll(BUILD_STEPS_TIMEOUT_MS, () => [...pending], [
       ns.includes('user')
         ? step('idRange', async () => {
             idRange = await this.reserveIds(id, spec, made);
@@ -326,9 +334,10 @@ export class Runtime {
             rootfsPath = await this.hostRoot.acquire();
           })
         : undefined,
-      mkdir(p.bundle, { recursive: true, mode: 0o711 }),
-      mkdir(p.exitDir, { recursive: true, mode: 0o700 }),
-      mkdir(p.socketDir, { recursive: true, mode: 0o700 }),
+      step('dirs', async () => {
+        await mkdir(p.bundle, { recursive: true, mode: 0o711 });
+        await Promise.all([mkdir(p.exitDir, { recursive: true, mode: 0o700 }), mkdir(p.socketDir, { recursive: true, mode: 0o700 })]);
+      }),
     ]);
     await step('bundle', async () => {
       const cfg = buildOciConfig({
@@ -679,6 +688,28 @@ export class Runtime {
       return { ip, mount, umount };
     })();
     return this.teardownToolsCache;
+  }
+}
+
+/** How long create's concurrent steps (uid range, cgroups, netns, host root, dirs) may take together. */
+const BUILD_STEPS_TIMEOUT_MS = 120_000;
+
+/**
+ * Wait until every promise has settled, then throw the first failure. After
+ * `timeoutMs` throw anyway, naming what `pendingNow()` says is still running.
+ */
+async function settleAll(timeoutMs: number, pendingNow: () => string[], work: readonly (Promise<void> | undefined)[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((res) => {
+    timer = setTimeout(() => res('timeout'), timeoutMs);
+  });
+  try {
+    const settled = await Promise.race([Promise.allSettled(work.filter((w): w is Promise<void> => w !== undefined)), deadline]);
+    if (settled === 'timeout') throw new Error(`create steps did not finish within ${timeoutMs} ms: still running: ${pendingNow().join(', ') || '?'}`);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

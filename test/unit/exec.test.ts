@@ -52,3 +52,19 @@ describe('run', () => {
     expect(r.stdout).toBe('rc=0');
   });
 });
+
+describe('run, with a grandchild that keeps the output open', () => {
+  it('returns after the program exits, not when the grandchild closes its copy of stdout', async () => {
+    const t = Date.now();
+    // the shell exits at once; its background sleep holds stdout for 20 s
+    const r = await run('/bin/sh', ['-c', 'sleep 20 & echo $!'], { timeoutMs: 30_000 });
+    const grandchild = Number(r.stdout);
+    try {
+      expect(r.exitCode).toBe(0);
+      expect(grandchild).toBeGreaterThan(0);
+      expect(Date.now() - t).toBeLessThan(10_000);
+    } finally {
+      if (grandchild > 0) process.kill(grandchild, 'SIGKILL');
+    }
+  });
+});
