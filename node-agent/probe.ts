@@ -79,8 +79,8 @@ export interface ToolInfo {
   readonly version?: string;
 }
 
-/** Tools `denv doctor` reports; runc, conmon, ip and one init are required to run envs. */
-export const TOOLS = ['runc', 'crun', 'conmon', 'tini-static', 'tini', 'catatonit', 'ip', 'mount', 'umount'] as const;
+/** Tools `denv doctor` reports; runc, conmon, ip, unshare, mount, umount and one init are required to run envs. */
+export const TOOLS = ['runc', 'crun', 'conmon', 'tini-static', 'tini', 'catatonit', 'ip', 'unshare', 'mount', 'umount'] as const;
 export type ToolName = (typeof TOOLS)[number];
 
 /** Find an executable named `name` in the colon-separated `searchPath`. */
