@@ -31,7 +31,7 @@ export async function makeTree(
   hierarchyRoots: readonly string[],
   relPath: string,
   hooks: CreateHooks,
-  afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
+  afterLevel: (dirs: LevelDir[], isLeaf: boolean) => Promise<void>,
 ): Promise<string[]> {
   // A concurrent teardown may remove an empty shared parent between two of our
   // mkdirs (ENOENT): start again from the top, a bounded number of times.
@@ -48,26 +48,17 @@ async function makeTreeOnce(
   hierarchyRoots: readonly string[],
   relPath: string,
   hooks: CreateHooks,
-  afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
+  afterLevel: (dirs: LevelDir[], isLeaf: boolean) => Promise<void>,
 ): Promise<string[]> {
   const fast = await leavesUnderExistingParents(hierarchyRoots, relPath, hooks, afterLevel);
   if (fast) return fast;
+  const lv = levels(hierarchyRoots, relPath);
   const made: string[] = [];
   try {
-    const lv = levels(hierarchyRoots, relPath);
-    for (let i = 0; i < lv.length; i++) {
-      const dirs = lv[i] ?? [];
+    for (const [i, dirs] of lv.entries()) {
       const isLeaf = i === lv.length - 1;
       await hooks.intend(dirs);
-      // the hierarchies are independent: one level everywhere at once
-      const settled = await Promise.allSettled(dirs.map(async (dir) => ({ dir, made: await mkdirCgroup(dir) })));
-      const results: { dir: string; made: boolean }[] = [];
-      for (const r of settled) if (r.status === 'fulfilled') results.push(r.value);
-      for (const r of results) if (r.made) made.push(r.dir);
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      const existing = results.find((r) => !r.made);
-      if (isLeaf && existing) throw new CgroupError(`cgroup: ${existing.dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
+      const results = await mkdirLevel(dirs, isLeaf, made);
       await hooks.created(results);
       await afterLevel(results, isLeaf);
     }
@@ -81,42 +72,54 @@ async function makeTreeOnce(
 /**
  * The common case: the shared parents exist already, so only the leaves are
  * made (one mkdir per hierarchy instead of one per level). Returns undefined,
- * having removed any leaf it made, when a parent is missing: the caller then
- * builds the tree level by level.
+ * having removed any leaf it made, when a parent is missing (ENOENT): the
+ * caller then builds the tree level by level.
  */
 async function leavesUnderExistingParents(
   hierarchyRoots: readonly string[],
   relPath: string,
   hooks: CreateHooks,
-  afterLevel: (dirs: { dir: string; made: boolean }[], isLeaf: boolean) => Promise<void>,
+  afterLevel: (dirs: LevelDir[], isLeaf: boolean) => Promise<void>,
 ): Promise<string[] | undefined> {
   const lv = levels(hierarchyRoots, relPath);
   const leaves = lv[lv.length - 1] ?? [];
   await hooks.intend(leaves);
-  const settled = await Promise.allSettled(leaves.map(async (dir) => ({ dir, made: await mkdirCgroup(dir) })));
-  const made = settled.flatMap((r) => (r.status === 'fulfilled' && r.value.made ? [r.value.dir] : []));
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  const existing = settled.find((r) => r.status === 'fulfilled' && !r.value.made);
-  if (failed || existing) {
-    await unmake(made);
-    if (failed && failed.reason instanceof CgroupError && failed.reason.code === 'ENOENT' && !existing) return undefined;
-    if (existing && existing.status === 'fulfilled') throw new CgroupError(`cgroup: ${existing.value.dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
-    throw failed?.reason;
-  }
+  const made: string[] = [];
   try {
-    for (let i = 0; i < lv.length - 1; i++) {
-      const parents = (lv[i] ?? []).map((dir) => ({ dir, made: false }));
+    const results = await mkdirLevel(leaves, true, made);
+    for (const level of lv.slice(0, -1)) {
+      const parents = level.map((dir) => ({ dir, made: false }));
       await hooks.created(parents);
       await afterLevel(parents, false);
     }
-    const results = leaves.map((dir) => ({ dir, made: true }));
     await hooks.created(results);
     await afterLevel(results, true);
     return made;
   } catch (err) {
     await unmake(made);
+    if (err instanceof CgroupError && err.code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/** A directory of one level and whether this call made it. */
+type LevelDir = { dir: string; made: boolean };
+
+/**
+ * mkdir one level in every hierarchy at once (they are independent). Everything
+ * settles before a failure is thrown; what this call made is added to `made`
+ * either way, for the caller's rollback. A leaf that exists already is someone
+ * else's or a leftover, never adopted.
+ */
+async function mkdirLevel(dirs: readonly string[], isLeaf: boolean, made: string[]): Promise<LevelDir[]> {
+  const settled = await Promise.allSettled(dirs.map(async (dir) => ({ dir, made: await mkdirCgroup(dir) })));
+  const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  for (const r of results) if (r.made) made.push(r.dir);
+  const existing = isLeaf ? results.find((r) => !r.made) : undefined;
+  if (existing) throw new CgroupError(`cgroup: ${existing.dir} already exists (an env with this id exists or leaked); refusing to reuse it`, 'EEXIST');
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results;
 }
 
 /** Remove directories this process made, deepest first; best effort (used on rollback). */
