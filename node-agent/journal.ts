@@ -144,6 +144,11 @@ export function outstanding(record: EnvRecord): ResourceEntry[] {
   return record.resources.filter((r) => r.state !== 'removed');
 }
 
+/** True while an env may still own host objects: not finished, or something not yet verified gone. */
+export function accountsForHostObjects(record: EnvRecord): boolean {
+  return !isFinished(record) || outstanding(record).length > 0;
+}
+
 /** True when a record's phase is final (the workload is gone and teardown ran). */
 export function isFinished(record: EnvRecord): boolean {
   return record.phase === 'Succeeded' || record.phase === 'Failed';
@@ -313,30 +318,13 @@ export class Journal {
   /** Record that resources now exist. `madeByUs: false`: it already existed (e.g. a shared cgroup parent). */
   async created(id: string, refs: readonly ResourceRef[]): Promise<void> {
     if (!refs.length) return;
-    await this.update(id, (r) => {
-      const t = now();
-      for (const ref of refs) {
-        const e = findOrAdd(r, ref.kind, ref.hostId);
-        e.state = 'created';
-        e.createdAt = t;
-        if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
-        if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
-      }
-    });
+    await this.update(id, (r) => markCreated(r, refs, now()));
   }
 
   /** Record that resources are gone from the host (verified, or they never came to exist). */
   async removed(id: string, refs: readonly ResourceRef[]): Promise<void> {
     if (!refs.length) return;
-    await this.update(id, (r) => {
-      const t = now();
-      for (const ref of refs) {
-        const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
-        if (!e) continue;
-        e.state = 'removed';
-        e.removedAt = t;
-      }
-    });
+    await this.update(id, (r) => markRemoved(r, refs, now()));
   }
 
   /** Delete an env's directory (journal, logs, bundle). Refuses while resources are outstanding. */
@@ -363,10 +351,31 @@ export class Journal {
   }
 }
 
+/** Mark `refs` created in `r` (in place): for callers that record them in a write that changes more. */
+export function markCreated(r: EnvRecord, refs: readonly ResourceRef[], at: string): void {
+  for (const ref of refs) {
+    const e = findOrAdd(r, ref.kind, ref.hostId);
+    e.state = 'created';
+    e.createdAt = at;
+    if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
+    if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
+  }
+}
+
+/** Mark `refs` removed in `r` (in place); an entry already removed keeps its time. */
+export function markRemoved(r: EnvRecord, refs: readonly ResourceRef[], at: string): void {
+  for (const ref of refs) {
+    const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
+    if (!e || e.state === 'removed') continue;
+    e.state = 'removed';
+    e.removedAt = at;
+  }
+}
+
 function findOrAdd(r: EnvRecord, kind: ResourceKind, hostId: string): ResourceEntry {
   let e = r.resources.find((x) => x.kind === kind && x.hostId === hostId);
   if (!e) {
-    // created without a prior intend: still recorded (should not happen in this runtime)
+    // created without a prior intend: still recorded (e.g. the uid range file, named only once it exists)
     e = { kind, hostId, state: 'intended', intendedAt: now() };
     r.resources.push(e);
   }

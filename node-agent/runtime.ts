@@ -18,7 +18,7 @@ import { V2Driver } from './cgroup/v2.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
 import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, startCreated } from './conmon.js';
 import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
-import { isFinished, Journal, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
+import { isFinished, Journal, markCreated, markRemoved, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
 import type { NodeMetrics } from './metrics.js';
@@ -364,18 +364,7 @@ export class Runtime {
     return {
       containerPid: pids?.containerPid ?? 0,
       record: (r) => {
-        const t = new Date().toISOString();
-        for (const ref of made) {
-          const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
-          if (!e) {
-            r.resources.push({ kind: ref.kind, hostId: ref.hostId, state: 'created', intendedAt: t, createdAt: t, ...(ref.madeByUs !== undefined ? { madeByUs: ref.madeByUs } : {}), ...(ref.detail ? { detail: ref.detail } : {}) });
-            continue;
-          }
-          e.state = 'created';
-          e.createdAt = t;
-          if (ref.madeByUs !== undefined) e.madeByUs = ref.madeByUs;
-          if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
-        }
+        markCreated(r, made, new Date().toISOString());
         if (made.some((x) => x.kind === 'idRange')) r.resources = r.resources.filter((x) => !(x.kind === 'idRange' && x.hostId.endsWith('/?')));
         r.timings = { ...r.timings, ...timings };
         if (netns) r.netns = netnsPath(netns);
@@ -565,14 +554,7 @@ export class Runtime {
     }
     // everything verified gone is crossed off in one write; a teardown cut short repeats the checks
     await this.journal.update(id, (x) => {
-      const at = new Date().toISOString();
-      for (const g of gone) {
-        const e = x.resources.find((y) => y.kind === g.kind && y.hostId === g.hostId);
-        if (e && e.state !== 'removed') {
-          e.state = 'removed';
-          e.removedAt = at;
-        }
-      }
+      markRemoved(x, gone, new Date().toISOString());
       x.timings = { ...x.timings, teardown: Date.now() - t };
     });
     this.options.metrics?.teardownDuration.observe((Date.now() - t) / 1000);

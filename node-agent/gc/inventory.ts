@@ -11,7 +11,7 @@ import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseMountinfo } from '../../src/core/procfs.js';
 import { run } from '../exec.js';
-import { Journal } from '../journal.js';
+import { accountsForHostObjects, Journal } from '../journal.js';
 import { envIdFromHostName, isEnvId } from '../names.js';
 import { parseProcStat, processAgeSeconds, type HostObject } from './plan.js';
 
@@ -135,8 +135,7 @@ async function journalObjects(o: InventoryOptions, out: HostObject[], live: Set<
     const j = new Journal(sd);
     const listing = await j.list();
     for (const r of listing.records) {
-      const finished = r.phase === 'Succeeded' || r.phase === 'Failed';
-      if (!finished || r.resources.some((x) => x.state !== 'removed')) live.add(r.id);
+      if (accountsForHostObjects(r)) live.add(r.id);
     }
     for (const inc of listing.incomplete) {
       if (inc.error !== 'no journal.json') corrupt.push({ dir: inc.dir, error: inc.error });
@@ -151,8 +150,7 @@ async function otherOwners(o: InventoryOptions, live: Set<string>): Promise<void
   for (const sd of o.otherStateDirs ?? []) {
     const listing = await new Journal(sd).list().catch(() => ({ records: [], incomplete: [] }));
     for (const r of listing.records) {
-      const finished = r.phase === 'Succeeded' || r.phase === 'Failed';
-      if (!finished || r.resources.some((x) => x.state !== 'removed')) live.add(r.id);
+      if (accountsForHostObjects(r)) live.add(r.id);
     }
     for (const inc of listing.incomplete) live.add(inc.id);
   }
