@@ -12,15 +12,13 @@ import { jest } from '@jest/globals';
 import { FINALIZER } from '../../src/api/constants.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
-import { FakeAgent, type FakeNodeOptions } from './fake-agent.js';
-import { kubeConfig, withTestNamespace } from '../helpers/kube.js';
+import { withTestNamespace } from '../helpers/kube.js';
 import {
-  RUN_LABEL,
   createEnv,
   envsPath,
   getEnv,
-  runId,
   startController,
+  TestNodes,
   testClient,
   waitFor,
   waitForEnv,
@@ -39,14 +37,10 @@ const WRITE_KINDS = ['apply disposableenvs/status', 'apply disposableenvs', 'pat
 
 describe('deletion: the agent releases the finalizer, the controller only where the agent cannot', () => {
   const ns = withTestNamespace('ctl-fin');
-  const run = runId();
-  const agents = new Map<string, FakeAgent>();
+  const nodes = new TestNodes(ns);
   let ctl: ControllerProcess;
   let client: KubeClient;
-  const node = (s: string): string => `${run}-${s}`;
-  const addNode = async (name: string, o: Partial<FakeNodeOptions>): Promise<void> => {
-    agents.set(name, await FakeAgent.start(kubeConfig(), { name: node(name), leaseNamespace: ns(), labels: { [RUN_LABEL]: run }, renewEveryMs: 500, ...o }));
-  };
+  const node = (s: string): string => nodes.node(s);
   const writes = async (): Promise<WriteCounts> => {
     const out: WriteCounts = {};
     for (const k of WRITE_KINDS) {
@@ -64,14 +58,11 @@ describe('deletion: the agent releases the finalizer, the controller only where 
 
   beforeAll(async () => {
     client = await testClient();
-    await addNode('live', { runMs: 200, reclaimDelayMs: 300 });
-    await addNode('legacy', { runMs: 200, releaseFinalizer: false });
-    await addNode('dying', { hang: true, reclaimDelayMs: 600_000 });
+    await nodes.add('live', { runMs: 200, reclaimDelayMs: 300 });
+    await nodes.add('legacy', { runMs: 200, releaseFinalizer: false });
+    await nodes.add('dying', { hang: true, reclaimDelayMs: 600_000 });
     ctl = await startController([
-      `--watch-namespace=${ns()}`,
-      `--node-lease-namespace=${ns()}`,
-      `--leader-election-namespace=${ns()}`,
-      `--disposable-node-selector=${RUN_LABEL}=${run}`,
+      ...nodes.controllerScope(),
       '--node-lease-timeout=3s',
       '--node-lost-finalizer-grace=2s',
       '--reclaimed-finalizer-grace=2s',
@@ -80,7 +71,7 @@ describe('deletion: the agent releases the finalizer, the controller only where 
 
   afterAll(async () => {
     await ctl?.stop('SIGTERM');
-    await Promise.all([...agents.values()].map((a) => a.cleanup()));
+    await nodes.cleanup();
     client?.close();
   });
 
@@ -120,7 +111,7 @@ describe('deletion: the agent releases the finalizer, the controller only where 
     await client.delete(envsPath(ns(), 'midway'));
     await sleep(1000);
     expect((await getEnv(client, ns(), 'midway'))?.metadata.finalizers).toContain(FINALIZER);
-    await agents.get('dying')!.kill();
+    await nodes.agents.get('dying')!.kill();
     const killedAt = Date.now();
     await waitForGone(client, ns(), 'midway', 20_000);
     // Lease timeout 3 s (from the last renewal, ≤ 0.5 s before the kill) + grace 2 s.

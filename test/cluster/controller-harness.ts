@@ -13,6 +13,7 @@ import { KubeClient, isNotFound } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
 import { kubeConfig, kubeconfigPath } from '../helpers/kube.js';
 import { sumMetric } from '../helpers/prom-text.js';
+import { FakeAgent, type FakeNodeOptions } from './fake-agent.js';
 
 export { sumMetric };
 
@@ -203,4 +204,41 @@ export async function listEvents(client: KubeClient, ns: string): Promise<EventL
     `/apis/events.k8s.io/v1/namespaces/${ns}/events`,
   );
   return items.map((e) => ({ reason: e.reason ?? '', type: e.type ?? '', note: e.note ?? '', regarding: e.regarding?.name ?? '', count: e.series?.count ?? 1 }));
+}
+
+/**
+ * One describe block's fake nodes: named `<run>-<name>`, labelled with this run
+ * (so a controller started with {@link TestNodes.controllerScope} sees only
+ * them), heartbeating into the block's namespace.
+ */
+export class TestNodes {
+  readonly run = runId();
+  readonly agents = new Map<string, FakeAgent>();
+
+  constructor(
+    private readonly namespace: () => string,
+    private readonly defaults: Partial<FakeNodeOptions> = {},
+  ) {}
+
+  /** The DisposableNode name of test node `name`. */
+  node(name: string): string {
+    return `${this.run}-${name}`;
+  }
+
+  /** Start a FakeAgent for node `name`. */
+  async add(name: string, o: Partial<FakeNodeOptions> = {}): Promise<FakeAgent> {
+    const a = await FakeAgent.start(kubeConfig(), { name: this.node(name), leaseNamespace: this.namespace(), labels: { [RUN_LABEL]: this.run }, renewEveryMs: 500, ...this.defaults, ...o });
+    this.agents.set(name, a);
+    return a;
+  }
+
+  /** The flags that keep a controller to the block's namespace and these nodes. */
+  controllerScope(): string[] {
+    const ns = this.namespace();
+    return [`--watch-namespace=${ns}`, `--node-lease-namespace=${ns}`, `--leader-election-namespace=${ns}`, `--disposable-node-selector=${RUN_LABEL}=${this.run}`];
+  }
+
+  async cleanup(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((a) => a.cleanup()));
+  }
 }

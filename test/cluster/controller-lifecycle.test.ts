@@ -9,16 +9,14 @@ import { jest } from '@jest/globals';
 import { FINALIZER, NODE_LABEL } from '../../src/api/constants.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
-import { FakeAgent, type FakeNodeOptions } from './fake-agent.js';
-import { kubeConfig, withTestNamespace } from '../helpers/kube.js';
+import { withTestNamespace } from '../helpers/kube.js';
 import {
-  RUN_LABEL,
   createEnv,
   envsPath,
   getEnv,
   listEvents,
-  runId,
   startController,
+  TestNodes,
   testClient,
   waitFor,
   waitForEnv,
@@ -35,14 +33,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 describe('controller lifecycle backstops', () => {
   const ns = withTestNamespace('ctl-life');
-  const run = runId();
-  const agents = new Map<string, FakeAgent>();
+  const nodes = new TestNodes(ns);
   let ctl: ControllerProcess;
   let client: KubeClient;
-  const node = (s: string): string => `${run}-${s}`;
-  const addNode = async (name: string, o: Partial<FakeNodeOptions>): Promise<void> => {
-    agents.set(name, await FakeAgent.start(kubeConfig(), { name: node(name), leaseNamespace: ns(), labels: { [RUN_LABEL]: run }, renewEveryMs: 500, ...o }));
-  };
+  const node = (s: string): string => nodes.node(s);
   const envWrites = async (): Promise<number> => {
     let n = 0;
     for (const resource of ['disposableenvs', 'disposableenvs/status']) {
@@ -53,16 +47,13 @@ describe('controller lifecycle backstops', () => {
 
   beforeAll(async () => {
     client = await testClient();
-    await addNode('live', { runMs: 300, reclaimDelayMs: 1500 });
-    await addNode('hang', { hang: true });
-    await addNode('slow', { hang: true, reclaimDelayMs: 2500 });
-    await addNode('silent', { passive: true });
-    await addNode('doomed', { hang: true });
+    await nodes.add('live', { runMs: 300, reclaimDelayMs: 1500 });
+    await nodes.add('hang', { hang: true });
+    await nodes.add('slow', { hang: true, reclaimDelayMs: 2500 });
+    await nodes.add('silent', { passive: true });
+    await nodes.add('doomed', { hang: true });
     ctl = await startController([
-      `--watch-namespace=${ns()}`,
-      `--node-lease-namespace=${ns()}`,
-      `--leader-election-namespace=${ns()}`,
-      `--disposable-node-selector=${RUN_LABEL}=${run}`,
+      ...nodes.controllerScope(),
       '--node-lease-timeout=3s',
       '--node-lost-finalizer-grace=2s',
       '--deadline-slack=1s',
@@ -72,7 +63,7 @@ describe('controller lifecycle backstops', () => {
 
   afterAll(async () => {
     await ctl?.stop('SIGTERM');
-    await Promise.all([...agents.values()].map((a) => a.cleanup()));
+    await nodes.cleanup();
     client?.close();
   });
 
@@ -162,7 +153,7 @@ describe('controller lifecycle backstops', () => {
     await createEnv(client, ns(), 'orphan', { nodeName: node('doomed') });
     await waitForEnv(client, ns(), 'orphan', phase('Running'), 'Running');
     const killedAt = Date.now();
-    await agents.get('doomed')!.kill();
+    await nodes.agents.get('doomed')!.kill();
     const lost = await waitForEnv(client, ns(), 'orphan', (e) => e.status?.reason === 'NodeLost', 'NodeLost', 15_000);
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2_000);
     expect(lost.status?.phase).toBe('Failed');

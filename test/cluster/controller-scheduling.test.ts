@@ -11,14 +11,12 @@ import { jest } from '@jest/globals';
 import { NODE_LABEL } from '../../src/api/constants.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
 import type { EnvObject } from '../../src/controller/model.js';
-import { FakeAgent, type FakeNodeOptions } from './fake-agent.js';
-import { kubeConfig, withTestNamespace } from '../helpers/kube.js';
+import { withTestNamespace } from '../helpers/kube.js';
 import {
-  RUN_LABEL,
   createEnv,
   listEvents,
-  runId,
   startController,
+  TestNodes,
   testClient,
   waitFor,
   waitForEnv,
@@ -33,27 +31,18 @@ const scheduled = (e: EnvObject): boolean => e.status?.phase === 'Scheduled' && 
 
 describe('controller scheduling', () => {
   const ns = withTestNamespace('ctl-sched');
-  const run = runId();
-  const agents: FakeAgent[] = [];
+  const nodes = new TestNodes(ns, { passive: true });
   let ctl: ControllerProcess;
   let client: KubeClient;
-  const node = (s: string): string => `${run}-${s}`;
-  const addNode = async (name: string, o: Partial<FakeNodeOptions>): Promise<FakeAgent> => {
-    const a = await FakeAgent.start(kubeConfig(), { name: node(name), leaseNamespace: ns(), labels: { [RUN_LABEL]: run }, passive: true, renewEveryMs: 500, ...o });
-    agents.push(a);
-    return a;
-  };
+  const node = (s: string): string => nodes.node(s);
 
   beforeAll(async () => {
     client = await testClient();
-    await addNode('a', { nodeLabels: { pool: 'ci' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: GiB });
-    await addNode('b', { nodeLabels: { pool: 'ci' }, cgroupMode: 'hybrid', controllers: ['cpu', 'memory', 'pids'], maxEnvs: 10, memoryBytes: GiB });
-    await addNode('c', { nodeLabels: { pool: 'batch' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: 4 * GiB });
+    await nodes.add('a', { nodeLabels: { pool: 'ci' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: GiB });
+    await nodes.add('b', { nodeLabels: { pool: 'ci' }, cgroupMode: 'hybrid', controllers: ['cpu', 'memory', 'pids'], maxEnvs: 10, memoryBytes: GiB });
+    await nodes.add('c', { nodeLabels: { pool: 'batch' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: 4 * GiB });
     ctl = await startController([
-      `--watch-namespace=${ns()}`,
-      `--node-lease-namespace=${ns()}`,
-      `--leader-election-namespace=${ns()}`,
-      `--disposable-node-selector=${RUN_LABEL}=${run}`,
+      ...nodes.controllerScope(),
       '--node-lease-timeout=5s',
       '--resync-period=1s',
     ]);
@@ -61,7 +50,7 @@ describe('controller scheduling', () => {
 
   afterAll(async () => {
     await ctl?.stop('SIGTERM');
-    await Promise.all(agents.map((a) => a.cleanup()));
+    await nodes.cleanup();
     client?.close();
   });
 
@@ -129,7 +118,7 @@ describe('controller scheduling', () => {
     await createEnv(client, ns(), 'gpu', { nodeSelector: { pool: 'gpu' } });
     const pending = await waitForEnv(client, ns(), 'gpu', (x) => x.status?.reason === 'Unschedulable', 'Unschedulable');
     expect(pending.status?.message).toBe('0/3 nodes available: 3 node selector mismatch.');
-    await addNode('d', { nodeLabels: { pool: 'gpu' }, maxEnvs: 1, memoryBytes: GiB });
+    await nodes.add('d', { nodeLabels: { pool: 'gpu' }, maxEnvs: 1, memoryBytes: GiB });
     const e = await waitForEnv(client, ns(), 'gpu', scheduled, 'bound after the node appeared');
     expect(nodeOf(e)).toBe(node('d'));
     expect(e.status?.reason).toBeUndefined();
@@ -160,23 +149,12 @@ describe('controller scheduling', () => {
 
 /** Five nodes with room for 4 envs each; 10 envs created in one burst. */
 async function placementOnFiveNodes(strategy: 'spread' | 'binpack', ns: string): Promise<Record<string, number>> {
-  const run = runId();
+  const nodes = new TestNodes(() => ns, { passive: true, maxEnvs: 4, memoryBytes: 8 * GiB });
   const client = await testClient();
-  const agents: FakeAgent[] = [];
   let ctl: ControllerProcess | undefined;
   try {
-    for (const i of [1, 2, 3, 4, 5]) {
-      agents.push(
-        await FakeAgent.start(kubeConfig(), { name: `${run}-n${i}`, leaseNamespace: ns, labels: { [RUN_LABEL]: run }, passive: true, maxEnvs: 4, memoryBytes: 8 * GiB }),
-      );
-    }
-    ctl = await startController([
-      `--watch-namespace=${ns}`,
-      `--node-lease-namespace=${ns}`,
-      `--leader-election-namespace=${ns}`,
-      `--disposable-node-selector=${RUN_LABEL}=${run}`,
-      `--scheduling-strategy=${strategy}`,
-    ]);
+    for (const i of [1, 2, 3, 4, 5]) await nodes.add(`n${i}`);
+    ctl = await startController([...nodes.controllerScope(), `--scheduling-strategy=${strategy}`]);
     await Promise.all(Array.from({ length: 10 }, (_, i) => createEnv(client, ns, `${strategy}-${i}`, { resources: { memory: { max: '512Mi' } } })));
     const bound = await waitFor(
       async () => {
@@ -188,13 +166,13 @@ async function placementOnFiveNodes(strategy: 'spread' | 'binpack', ns: string):
     );
     const counts: Record<string, number> = {};
     for (const e of bound) {
-      const n = nodeOf(e)!.slice(run.length + 1);
+      const n = nodeOf(e)!.slice(nodes.run.length + 1);
       counts[n] = (counts[n] ?? 0) + 1;
     }
     return counts;
   } finally {
     await ctl?.stop('SIGTERM');
-    await Promise.all(agents.map((a) => a.cleanup()));
+    await nodes.cleanup();
     client.close();
   }
 }

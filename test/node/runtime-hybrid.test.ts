@@ -11,6 +11,7 @@ import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
+import { pidAlive } from '../../node-agent/exec.js';
 import { ensureAnchor } from '../../node-agent/mounts.js';
 import { NodeMetrics } from '../../node-agent/metrics.js';
 import { RUNC_ROOT } from '../../node-agent/names.js';
@@ -197,14 +198,7 @@ describe('denv run on the hybrid host', () => {
     const stopped = JSON.parse(stop.stdout);
     note(stopped);
     expect(stopped).toMatchObject({ phase: 'Failed', reason: 'Stopped', exitCode: 143 });
-    await waitFor(() => {
-      try {
-        process.kill(rec.pids.supervisor!, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 10_000, 'the supervisor to exit');
+    await waitFor(() => !pidAlive(rec.pids.supervisor!), 10_000, 'the supervisor to exit');
   });
 
   it('denv logs -f follows the output until the env ends', async () => {
@@ -226,14 +220,7 @@ describe('denv run on the hybrid host', () => {
     expect((await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--detach', ...FAST])).exitCode).toBe(0);
     const rec = (await new Journal(sd).read(id))!;
     process.kill(rec.pids.supervisor!, 'SIGKILL');
-    await waitFor(() => {
-      try {
-        process.kill(rec.pids.supervisor!, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 5000, 'the supervisor to die');
+    await waitFor(() => !pidAlive(rec.pids.supervisor!), 5000, 'the supervisor to die');
     // the workload is still running under conmon
     expect(readFileSync(`/proc/${rec.pids.container!}/cmdline`, 'utf8')).toContain('/dev/init');
     const stop = await denv(['stop', 'orphaned', '--state-dir', sd, '--json']);
