@@ -126,14 +126,15 @@ export async function startController(args: string[], opts: { waitReady?: boolea
   return proc;
 }
 
-/** Polls `fn` every `everyMs` until it returns a truthy value; throws after `timeoutMs` with the last value. */
+/** Polls `fn` every `everyMs` until it returns a truthy value (a non-empty one, for arrays); throws after `timeoutMs` with the last value. */
 export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: number; everyMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   let last: unknown;
   for (;;) {
     try {
       const v = await fn();
-      if (v) return v;
+      // An empty array is truthy in JS but means "nothing yet" to every caller here.
+      if (v && !(Array.isArray(v) && v.length === 0)) return v as NonNullable<T>;
       last = v;
     } catch (err) {
       last = err;
