@@ -11,6 +11,7 @@ import { constants } from 'node:fs';
 import { open, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ExecError, pidAlive, run } from './exec.js';
+import { sharedHelper } from './spawner.js';
 
 /** What conmon needs for one container. */
 export interface ConmonLaunch {
@@ -66,12 +67,46 @@ export class LaunchError extends Error {
 }
 
 /**
- * Start conmon (which daemonises) and wait for `runc create` to finish. Uses
- * child_process.spawn rather than execa only because the sync pipe must be fd 3;
- * it is still an argv array with a timeout. Resolves with both pids.
+ * Start conmon (which daemonises) and wait for `runc create` to finish: through
+ * the spawn helper when there is one, else with child_process.spawn (not execa:
+ * the sync pipe must be fd 3). Either way an argv array with a timeout, in a
+ * session of its own. Resolves with both pids.
  */
 export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number; containerPid: number }> {
   const timeoutMs = l.timeoutMs ?? 30_000;
+  const message = (await syncViaHelper(l, timeoutMs)) ?? (await syncDirect(l, timeoutMs));
+  let parsed: { data?: number; message?: string };
+  try {
+    parsed = JSON.parse(message) as { data?: number; message?: string };
+  } catch {
+    const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
+    throw new LaunchError(`conmon: runc create failed: ${lastLines(log, 5) || 'no message on the sync pipe'}`);
+  }
+  if (typeof parsed.data !== 'number' || parsed.data <= 0) {
+    const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
+    throw new LaunchError(`runc create failed: ${parsed.message ?? ''} ${lastLines(log, 5)}`.trim());
+  }
+  const conmonPid = await readPidFile(l.conmonPidFile);
+  return { conmonPid, containerPid: parsed.data };
+}
+
+/** conmon through the spawn helper (its own session, fd 3 the sync pipe); undefined without a helper. */
+async function syncViaHelper(l: ConmonLaunch, timeoutMs: number): Promise<string | undefined> {
+  const helper = sharedHelper();
+  if (!helper) return undefined;
+  let r;
+  try {
+    r = await helper.run({ file: l.conmon, args: conmonArgs(l), timeoutMs, env: { _OCI_SYNCPIPE: '3' }, cwd: l.persistDir, newSession: true, syncFd3: true, outputFile: l.conmonLog });
+  } catch {
+    return undefined; // the helper died under us: start conmon directly
+  }
+  if (r.state === 'error') throw new LaunchError(`conmon: cannot start ${l.conmon}: ${r.errno ?? 'spawn failed'}`);
+  if (r.timedOut) throw new LaunchError(`conmon: no answer on the sync pipe within ${timeoutMs} ms`);
+  return r.sync.split('\n')[0] ?? '';
+}
+
+/** conmon started with child_process.spawn (the fallback without a helper). */
+async function syncDirect(l: ConmonLaunch, timeoutMs: number): Promise<string> {
   const logFd = openSync(l.conmonLog, 'a', 0o600);
   let message: string;
   try {
@@ -109,19 +144,7 @@ export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number
   } finally {
     closeSync(logFd);
   }
-  let parsed: { data?: number; message?: string };
-  try {
-    parsed = JSON.parse(message) as { data?: number; message?: string };
-  } catch {
-    const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
-    throw new LaunchError(`conmon: runc create failed: ${lastLines(log, 5) || 'no message on the sync pipe'}`);
-  }
-  if (typeof parsed.data !== 'number' || parsed.data <= 0) {
-    const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
-    throw new LaunchError(`runc create failed: ${parsed.message ?? ''} ${lastLines(log, 5)}`.trim());
-  }
-  const conmonPid = await readPidFile(l.conmonPidFile);
-  return { conmonPid, containerPid: parsed.data };
+  return message;
 }
 
 function lastLines(text: string, n: number): string {

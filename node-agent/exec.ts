@@ -5,6 +5,7 @@
  * "nothing user-supplied reaches a shell".
  */
 import { spawn } from 'node:child_process';
+import { sharedHelper, type SpawnHelper } from './spawner.js';
 
 /** Result of a program that ran to completion (any exit code). */
 export interface ExecResult {
@@ -52,7 +53,48 @@ export async function run(file: string, args: readonly string[], opts: ExecOptio
   const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const argv = [file, ...args];
   const shown = argv.join(' ');
-  const r = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; timedOut: boolean; error?: Error }>((resolve) => {
+  const helper = sharedHelper();
+  const r = (helper && (await viaHelper(helper, file, args, timeout, opts))) || (await direct(file, args, timeout, opts));
+  if (r.timedOut) throw new ExecError(argv, undefined, r.stderr, `${shown}: timed out after ${timeout} ms`);
+  if (r.code === null || r.error) {
+    // could not start (ENOENT) or died by a signal
+    const why = r.error ? r.error.message : `killed by ${r.signal ?? 'a signal'}`;
+    throw new ExecError(argv, undefined, r.stderr, `${shown}: ${why}`);
+  }
+  const res: ExecResult = { exitCode: r.code, stdout: r.stdout, stderr: r.stderr };
+  if (r.code !== 0 && !opts.allowFailure) {
+    const detail = res.stderr.trim() || res.stdout.trim();
+    throw new ExecError(argv, r.code, res.stderr, `${shown}: exit ${r.code}${detail ? `: ${detail}` : ''}`);
+  }
+  return res;
+}
+
+/** How one program ended, whichever way it was started. */
+interface Outcome {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  error?: Error;
+}
+
+/** Through the spawn helper; undefined when the helper died under us (the caller then spawns directly). */
+async function viaHelper(helper: SpawnHelper, file: string, args: readonly string[], timeout: number, opts: ExecOptions): Promise<Outcome | undefined> {
+  let r;
+  try {
+    r = await helper.run({ file, args, timeoutMs: timeout, ...(opts.env ? { env: opts.env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  } catch {
+    return undefined;
+  }
+  const trim = (s: string): string => s.replace(/\r?\n$/, '');
+  if (r.state === 'error') return { code: null, signal: null, stdout: '', stderr: '', timedOut: false, error: new Error(`spawn ${file} ${r.errno ?? 'failed'}`) };
+  return { code: r.exitCode, signal: r.signal ? `signal ${r.signal}` : null, stdout: trim(r.stdout), stderr: trim(r.stderr), timedOut: r.timedOut };
+}
+
+/** child_process.spawn: forks this process (the fallback when there is no helper). */
+async function direct(file: string, args: readonly string[], timeout: number, opts: ExecOptions): Promise<Outcome> {
+  return new Promise<Outcome>((resolve) => {
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -82,18 +124,6 @@ export async function run(file: string, args: readonly string[], opts: ExecOptio
     child.on('exit', (code, signal) => setTimeout(() => finish(code, signal), 2000).unref());
     child.on('close', finish);
   });
-  if (r.timedOut) throw new ExecError(argv, undefined, r.stderr, `${shown}: timed out after ${timeout} ms`);
-  if (r.code === null || r.error) {
-    // could not start (ENOENT) or died by a signal
-    const why = r.error ? r.error.message : `killed by ${r.signal ?? 'a signal'}`;
-    throw new ExecError(argv, undefined, r.stderr, `${shown}: ${why}`);
-  }
-  const res: ExecResult = { exitCode: r.code, stdout: r.stdout, stderr: r.stderr };
-  if (r.code !== 0 && !opts.allowFailure) {
-    const detail = res.stderr.trim() || res.stdout.trim();
-    throw new ExecError(argv, r.code, res.stderr, `${shown}: exit ${r.code}${detail ? `: ${detail}` : ''}`);
-  }
-  return res;
 }
 
 /** True while process `pid` exists (EPERM: it exists but is not ours to signal). */

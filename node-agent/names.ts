@@ -26,6 +26,13 @@ export const STATE_REGISTRY_DIR = '/run/disposable-env/statedirs';
 export const DEFAULT_CGROUP_ROOT = 'disposable.slice';
 
 // A lowercase DNS-label-like token: fits a Kubernetes UID (36 chars) and short CLI ids.
+const CLASS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Whether `name` can be an env class (a DNS label), i.e. a directory under the cgroup root that we made. */
+export function isClassName(name: string): boolean {
+  return CLASS_NAME.test(name);
+}
+
 const ENV_ID = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 const CGROUP_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 

@@ -8,7 +8,7 @@
  * that, every resource is journaled before it is created; any failure tears
  * down what the journal lists, so creation is all-or-nothing.
  */
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec } from '../src/api/env.js';
 import type { Phase } from '../src/api/constants.js';
@@ -23,7 +23,7 @@ import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.
 import { HostRoot } from './hostroot.js';
 import type { NodeMetrics } from './metrics.js';
 import { unmountTree } from './mounts.js';
-import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, STATE_REGISTRY_DIR } from './names.js';
+import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
 import { registerStateDir } from './state-registry.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
 import { buildOciConfig, type InitKind } from './oci.js';
@@ -123,11 +123,50 @@ export class Runtime {
 
   /**
    * Remove the shared host root if no env of this state dir may still use it
-   * (every env finished and fully torn down). Commands call it when they are
-   * done; a long-lived agent keeps the tree. Returns true when it was removed.
+   * (every env finished and fully torn down), and the shared cgroup parents
+   * (`<root>/<class>`, then `<root>`) that no env uses any more.
+   * Commands call it when they are done; a long-lived agent keeps both while
+   * it runs (its GC pass prunes empty parents). Returns true when the host
+   * root was removed.
    */
   async close(): Promise<boolean> {
-    return this.hostRoot.release(() => this.idle());
+    const released = await this.hostRoot.release(() => this.idle());
+    await this.pruneParents();
+    return released;
+  }
+
+  /** How many top levels of the cgroup root are the operator's, not ours (all but its last segment). */
+  get cgroupRootKeepLevels(): number {
+    return this.cgroupRoot.split('/').length - 1;
+  }
+
+  /**
+   * Remove the shared cgroup parents that are empty: every `<root>/<class>`
+   * without a child, in every hierarchy, then `<root>` (never the levels of a
+   * configured root above its last segment). A parent in use stays (rmdir
+   * fails on it), and a create that loses a parent this way builds its tree
+   * again. With `dryRun` nothing is removed. Returns the directories (to be) removed.
+   */
+  async pruneParents(opts: { dryRun?: boolean } = {}): Promise<string[]> {
+    const classes = new Set<string>();
+    for (const h of this.driver.hierarchyRoots()) {
+      for (const e of await readdir(path.join(h, this.cgroupRoot), { withFileTypes: true }).catch(() => [])) if (e.isDirectory() && isClassName(e.name)) classes.add(e.name);
+    }
+    if (opts.dryRun) {
+      const empty: string[] = [];
+      for (const h of this.driver.hierarchyRoots()) {
+        for (const c of classes) {
+          const d = path.join(h, this.cgroupRoot, c);
+          const kids = await readdir(d, { withFileTypes: true }).catch(() => undefined);
+          if (kids && !kids.some((k) => k.isDirectory())) empty.push(d);
+        }
+      }
+      return empty;
+    }
+    const gone: string[] = [];
+    // a leaf name that cannot exist stands for "any env of the class": only the parent levels are touched
+    for (const c of [...classes].sort()) gone.push(...(await this.driver.pruneParents(`${this.cgroupRoot}/${c}/-`, this.cgroupRootKeepLevels)));
+    return [...new Set(gone)];
   }
 
   /** True when no env of this state dir is live or still holds a container. */
@@ -637,7 +676,9 @@ export class Runtime {
   private async removeCgroups(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const entries = outstanding(r).filter((x) => x.kind === 'cgroup');
     if (!entries.length) return;
-    await this.driver.remove(r.cgroupPath, { budgetMs: 5000, removeParents: true });
+    // The shared parents stay for the next env (making them again costs a create most of its cgroup
+    // step: on v1 a new cpuset level must copy cpus and mems); close() and the GC pass prune them.
+    await this.driver.remove(r.cgroupPath, { budgetMs: 5000, removeParents: false });
     // leaves must be gone; parents are shared and may stay while other envs use them
     const leaves = new Set(this.driver.directories(r.cgroupPath).map((chain) => chain[chain.length - 1]));
     const still: string[] = [];

@@ -3,8 +3,16 @@
  * whose errors name the path and the value, mkdir that says whether it made the
  * directory, and removal with the semantics runc and containerd use (ENOENT is
  * success, EBUSY retried with doubling backoff bounded in total time).
+ *
+ * Reads, writes and mkdir of control files are synchronous calls behind the
+ * async signatures: cgroupfs is kernfs, with no disk I/O, and one call takes
+ * tens of microseconds, while the promise API costs three or four thread-pool
+ * round trips per file (open, fstat, read, close), each waiting for a free
+ * event loop. On create's path that was most of the cgroup step
+ * (docs/decisions.md). Removal stays asynchronous: rmdir may wait on the kernel.
  */
-import { access, mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { access, readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 
 /** A cgroup file write or read failed; names the file and the value. */
@@ -23,28 +31,49 @@ function errCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** Write `value` to a cgroup control file (one write(2), as the kernel expects). */
-export async function writeCgroupFile(file: string, value: string): Promise<void> {
+/** `fn`'s result or error as a settled promise (the sync calls behind the async API). */
+function settled<T>(fn: () => T): Promise<T> {
   try {
-    await writeFile(file, value, { flag: 'w' });
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+/** Write `value` to a cgroup control file (one write(2), as the kernel expects). */
+export function writeCgroupFile(file: string, value: string): Promise<void> {
+  return settled(() => writeCgroupFileSync(file, value));
+}
+
+function writeCgroupFileSync(file: string, value: string): void {
+  try {
+    writeFileSync(file, value, { flag: 'w' });
   } catch (err) {
     throw new CgroupError(`cgroup: cannot write ${JSON.stringify(value)} to ${file}: ${errCode(err) ?? (err as Error).message}`, errCode(err), { cause: err });
   }
 }
 
 /** Read a cgroup file, trimmed. */
-export async function readCgroupFile(file: string): Promise<string> {
+export function readCgroupFile(file: string): Promise<string> {
+  return settled(() => readCgroupFileSync(file));
+}
+
+function readCgroupFileSync(file: string): string {
   try {
-    return (await readFile(file, 'utf8')).trim();
+    return readFileSync(file, 'utf8').trim();
   } catch (err) {
     throw new CgroupError(`cgroup: cannot read ${file}: ${errCode(err) ?? (err as Error).message}`, errCode(err), { cause: err });
   }
 }
 
 /** Read a cgroup file, or undefined when it does not exist (a controller not present here). */
-export async function readOptional(file: string): Promise<string | undefined> {
+export function readOptional(file: string): Promise<string | undefined> {
+  return settled(() => readOptionalSync(file));
+}
+
+function readOptionalSync(file: string): string | undefined {
   try {
-    return (await readFile(file, 'utf8')).trim();
+    return readFileSync(file, 'utf8').trim();
   } catch (err) {
     if (errCode(err) === 'ENOENT' || errCode(err) === 'ENODEV' || errCode(err) === 'EOPNOTSUPP') return undefined;
     throw new CgroupError(`cgroup: cannot read ${file}: ${errCode(err) ?? (err as Error).message}`, errCode(err), { cause: err });
@@ -52,9 +81,13 @@ export async function readOptional(file: string): Promise<string | undefined> {
 }
 
 /** mkdir one cgroup directory; true when we made it, false when it already existed. */
-export async function mkdirCgroup(dir: string): Promise<boolean> {
+export function mkdirCgroup(dir: string): Promise<boolean> {
+  return settled(() => mkdirCgroupSync(dir));
+}
+
+function mkdirCgroupSync(dir: string): boolean {
   try {
-    await mkdir(dir);
+    mkdirSync(dir);
     return true;
   } catch (err) {
     if (errCode(err) === 'EEXIST') return false;

@@ -157,12 +157,26 @@ export async function removeTreeEverywhere(
       }
     }),
   );
-  if (opts.removeParents !== false) {
-    for (let i = lv.length - 2; i >= 0; i--) {
-      const gone = await Promise.all((lv[i] ?? []).map(async (dir) => ((await removeIfUnused(dir)) ? dir : undefined)));
-      for (const d of gone) if (d !== undefined) removed.push(d);
-    }
-  }
+  if (opts.removeParents !== false) removed.push(...(await removeEmptyParents(hierarchyRoots, relPath)));
   if (errors.length) throw new CgroupError(errors.join('; '), 'EBUSY');
   return { removed };
+}
+
+/**
+ * Remove each parent level of `relPath` (not the leaf) that no longer has a
+ * child, deepest first, in every hierarchy. A parent that another env still
+ * uses stays (EBUSY); a create that loses its parent this way starts its tree
+ * again from the top (makeTree). The top `keepLevels` levels are never touched
+ * (the part of a configured cgroup root above its last segment is not ours).
+ * Returns the directories that are gone.
+ */
+export async function removeEmptyParents(hierarchyRoots: readonly string[], relPath: string, keepLevels = 0): Promise<string[]> {
+  const lv = levels(hierarchyRoots, relPath);
+  const removed: string[] = [];
+  for (let i = lv.length - 2; i >= keepLevels; i--) {
+    // only what this call removed counts (a level that was not there is not reported)
+    const gone = await Promise.all((lv[i] ?? []).map(async (dir) => ((await exists(dir)) && (await removeIfUnused(dir)) ? dir : undefined)));
+    for (const d of gone) if (d !== undefined) removed.push(d);
+  }
+  return removed;
 }

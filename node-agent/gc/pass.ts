@@ -140,7 +140,10 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
       while (next < queue.length) await reclaimOne(queue[next++]!);
     }),
   );
-  if (opts.sharedRoot ?? opts.scope === undefined) rows.push(...(await reclaimSharedRoot(rt, opts, now)));
+  if (opts.sharedRoot ?? opts.scope === undefined) {
+    rows.push(...(await reclaimSharedRoot(rt, opts, now)));
+    rows.push(...(await pruneSharedParents(rt, opts)));
+  }
   reclaimed.sort();
   stuck.sort();
   if (opts.audit ?? true) {
@@ -162,6 +165,21 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
 function rowOf(o: HostObject, action: GcRow['action'], detail?: string): GcRow {
   const d = detail ?? o.detail;
   return { kind: o.kind, path: o.path, envId: o.envId, ...(o.ageSeconds !== undefined && Number.isFinite(o.ageSeconds) ? { ageSeconds: Math.floor(o.ageSeconds) } : {}), action, ...(d ? { detail: d } : {}) };
+}
+
+/**
+ * Empty shared cgroup parents (`<root>/<class>`, `<root>`): teardown leaves
+ * them for the next env, the pass removes the ones nothing uses. Housekeeping,
+ * not leaks: reported in the table, not counted as orphans.
+ */
+async function pruneSharedParents(rt: Runtime, opts: GcOptions): Promise<GcRow[]> {
+  const detail = 'empty shared cgroup parent';
+  try {
+    const dirs = await rt.pruneParents({ dryRun: opts.dryRun ?? false });
+    return dirs.map((d) => ({ kind: 'cgroup', path: d, action: opts.dryRun ? 'would reclaim' : 'reclaimed', detail }));
+  } catch (err) {
+    return [{ kind: 'cgroup', path: rt.cgroupRoot, action: 'stuck', detail: `${detail}: ${(err as Error).message}` }];
+  }
 }
 
 /**
