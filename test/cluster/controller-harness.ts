@@ -134,7 +134,7 @@ export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: n
     try {
       const v = await fn();
       // An empty array is truthy in JS but means "nothing yet" to every caller here.
-      if (v && !(Array.isArray(v) && v.length === 0)) return v as NonNullable<T>;
+      if (v && !(Array.isArray(v) && v.length === 0)) return v;
       last = v;
     } catch (err) {
       last = err;
