@@ -68,22 +68,88 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+interface Cluster {
+  readonly kubeconfig: string;
+  /** State dir of a control plane started here (pki, pids); undefined for a given kubeconfig. */
+  readonly dir?: string;
+  readonly apiserverUrl?: string;
+  down(): Promise<void>;
+}
+
 /** A control plane for the run: the given kubeconfig, or one started here (and stopped by `down`). */
-async function cluster(opts: BenchControllerOptions, verbose: boolean): Promise<{ kubeconfig: string; down: () => Promise<void> }> {
+async function cluster(opts: BenchControllerOptions, verbose: boolean, profiling: boolean): Promise<Cluster> {
   const given = opts.kubeconfig ?? process.env.DENV_BENCH_KUBECONFIG;
   if (given) return { kubeconfig: given, down: (): Promise<void> => Promise.resolve() };
   const dir = path.join(os.tmpdir(), `denv-bench-cluster-${process.pid}`);
   const [etcdClient, etcdPeer, apiserver] = await freePorts(3);
-  const env = { ...process.env, DENV_CLUSTER_DIR: dir, DENV_ETCD_CLIENT_PORT: String(etcdClient), DENV_ETCD_PEER_PORT: String(etcdPeer), DENV_APISERVER_PORT: String(apiserver) };
-  log(verbose, `starting a control plane in ${dir}`);
+  const env = {
+    ...process.env,
+    DENV_CLUSTER_DIR: dir,
+    DENV_ETCD_CLIENT_PORT: String(etcdClient),
+    DENV_ETCD_PEER_PORT: String(etcdPeer),
+    DENV_APISERVER_PORT: String(apiserver),
+    DENV_APISERVER_PROFILING: String(profiling),
+  };
+  log(verbose, `starting a control plane in ${dir}${profiling ? ' (kube-apiserver profiling on)' : ''}`);
   await execa('bash', [path.join(REPO, 'hack/cluster.sh'), 'up'], { env, timeout: 45 * 60_000, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' });
   return {
     kubeconfig: path.join(dir, 'kubeconfig'),
+    dir,
+    apiserverUrl: `https://127.0.0.1:${apiserver}`,
     down: async () => {
       await execa('bash', [path.join(REPO, 'hack/cluster.sh'), 'down'], { env, timeout: 60_000, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' });
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** CPU seconds (user + system) a process has used so far; NaN when it cannot be read. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the command), in clock ticks (100/s on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+function pidFile(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU used by the control plane, the controller and the bench's own processes between `start()` and `stop()`. */
+class CpuMeter {
+  private before: Record<string, number> = {};
+  constructor(private readonly pids: () => Record<string, number | undefined>) {}
+  start(): void {
+    this.before = Object.fromEntries(Object.entries(this.pids()).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  }
+  stop(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(this.pids())) out[k] = Math.round((cpuSeconds(pid) - (this.before[k] ?? NaN)) * 100) / 100;
+    return out;
+  }
+}
+
+/**
+ * A CPU profile of kube-apiserver (pprof, `seconds` long) written to `file`; only for a control plane
+ * started here with DENV_BENCH_PROFILE_DIR set (cluster.sh then turns --profiling on).
+ */
+async function apiserverProfile(cl: Cluster, seconds: number, file: string): Promise<void> {
+  if (!cl.dir || !cl.apiserverUrl) return;
+  const pki = path.join(cl.dir, 'pki');
+  await execa(
+    'curl',
+    ['--silent', '--show-error', '--fail', '--max-time', String(seconds + 30), '--cacert', path.join(pki, 'ca.crt'), '--cert', path.join(pki, 'admin.crt'), '--key', path.join(pki, 'admin.key'), '--output', file, `${cl.apiserverUrl}/debug/pprof/profile?seconds=${seconds}`],
+    { timeout: (seconds + 40) * 1000, stdin: 'ignore' },
+  );
 }
 
 interface ControllerProc {
@@ -307,7 +373,9 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
   const nodeCount = opts.nodes ?? 10;
   const id = randomBytes(3).toString('hex');
   const entry = await controllerEntry(verbose);
-  const cl = await cluster(opts, verbose);
+  const profileDir = process.env.DENV_BENCH_PROFILE_DIR;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const cl = await cluster(opts, verbose, profileDir !== undefined);
   const kc = new KubeConfig();
   kc.loadFromFile(cl.kubeconfig);
   const client = await KubeClient.fromKubeConfig(kc, { maxInFlight: 64 });
@@ -315,6 +383,15 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
   const observers: Observer[] = [];
   let ctl: ControllerProc | undefined;
   const rows: BenchRow[] = [];
+  const cpu = new CpuMeter(() => ({
+    apiserver: cl.dir ? pidFile(path.join(cl.dir, 'run/kube-apiserver.pid')) : undefined,
+    etcd: cl.dir ? pidFile(path.join(cl.dir, 'run/etcd.pid')) : undefined,
+    controller: ctl?.child.pid,
+    agents: agentProcs[0]?.pid,
+    bench: process.pid,
+  }));
+  const profile = (name: string, seconds: number): Promise<void> =>
+    profileDir ? apiserverProfile(cl, seconds, path.join(profileDir, `${name}.pprof`)).catch((err: unknown) => log(verbose, `profile ${name} failed: ${String(err)}`)) : Promise.resolve();
   const meta: Record<string, unknown> = {
     cpus: os.cpus().length,
     node: process.version,
@@ -379,12 +456,16 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
       const writes0 = await envWrites(ctl);
       const events0 = await ctl.metric('disposable_env_events_total', { result: 'created' });
       const sent = new Map<string, number>();
+      cpu.start();
+      const profiled = profile(`burst${n}`, n === 100 ? 5 : 20);
       const createMs = await burst(client, ns(`b${n}`), `e`, n, lifeSpec, sent);
       await waitUntil(`burst ${n} bound`, () => obs.bound.size >= n, 300_000);
       const lat = obs.latencies(sent, obs.bound);
       await waitUntil(`burst ${n} deleted`, () => obs.informer.size === 0, 300_000, 200).catch((err: unknown) => {
         throw new Error(`${(err as Error).message}; left: ${leftovers(obs)}; controller log tail:\n${ctl!.logs.slice(-10).join('\n')}`);
       });
+      const cpuSeconds = cpu.stop();
+      await profiled;
       const writes = (await envWrites(ctl)) - writes0;
       const events = (await ctl.metric('disposable_env_events_total', { result: 'created' })) - events0;
       const perNode = new Map<string, number>();
@@ -417,8 +498,8 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
         .split('\n')
         .filter((l) => l.startsWith('disposable_env_api_requests_total{') && l.includes('resource="disposableenvs'))
         .map((l) => l.replace('disposable_env_api_requests_total', ''));
-      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, ownP50: percentile(own, 50), ownP99: percentile(own, 99), writes, events, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests };
-      log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events`);
+      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, ownP50: percentile(own, 50), ownP99: percentile(own, 99), writes, events, cpuSeconds, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests };
+      log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events; CPU s ${JSON.stringify(cpuSeconds)}`);
       await obs.informer.stop();
     }
 
@@ -428,8 +509,12 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
     await cacheObs.start();
     await warmUp(client, ns('cache'), cacheObs, { nodeSelector: { pool: 'cache' }, stop: false, lifecycle: { ttlSecondsAfterFinished: 0 } }, false);
     const sent = new Map<string, number>();
+    cpu.start();
+    const cacheProfiled = profile('cache', 30);
     const createMs = await burst(client, ns('cache'), 'c', cacheEnvs, { nodeSelector: { pool: 'cache' }, resources: { memory: { max: '64Mi' } } }, sent);
     await waitUntil(`${cacheEnvs} envs bound`, () => cacheObs.bound.size >= cacheEnvs, 900_000, 250);
+    const cacheCpu = cpu.stop();
+    await cacheProfiled;
     const cacheLat = cacheObs.latencies(sent, cacheObs.bound);
     const lastBound = Math.max(...cacheObs.bound.values());
     const firstSent = Math.min(...sent.values());
@@ -443,8 +528,8 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
         baseline: { name: 'API server DisposableEnv writes/s ÷ 3', value: writesPerSecondBase / 3 },
       }),
     );
-    meta.cache = { createMs: Math.round(createMs), createPerSecond: Math.round(cacheEnvs / (createMs / 1000)), boundP99: percentile(cacheLat, 99), boundPerSecond };
-    log(verbose, `${cacheEnvs} envs created in ${(createMs / 1000).toFixed(1)} s and bound (p99 ${percentile(cacheLat, 99).toFixed(0)} ms)`);
+    meta.cache = { createMs: Math.round(createMs), createPerSecond: Math.round(cacheEnvs / (createMs / 1000)), boundP99: percentile(cacheLat, 99), boundPerSecond, cpuSeconds: cacheCpu };
+    log(verbose, `${cacheEnvs} envs created in ${(createMs / 1000).toFixed(1)} s and bound (p99 ${percentile(cacheLat, 99).toFixed(0)} ms); CPU s ${JSON.stringify(cacheCpu)}`);
     await new Promise((r) => setTimeout(r, 3000));
     const rssWarm = ctl.rssBytes();
 

@@ -22,6 +22,8 @@
 #   DENV_CRDS_DIR             [<repo>/crds]  CRDs applied after start; "none" skips
 #   DENV_READY_TIMEOUT        [120]     seconds to wait for etcd health and apiserver /readyz
 #   DENV_STOP_TIMEOUT         [15]      seconds between SIGTERM and SIGKILL on down
+#   DENV_APISERVER_PROFILING  [false]   true: serve /debug/pprof on kube-apiserver (admin only;
+#                                       `npm run bench -- controller` with DENV_BENCH_PROFILE_DIR)
 #
 # There is no kube-controller-manager: namespace deletion never finalizes
 # (namespaces stay Terminating) and no service account tokens are created.
@@ -39,6 +41,7 @@ APISERVER_PORT="${DENV_APISERVER_PORT:-16443}"
 CRDS_DIR="${DENV_CRDS_DIR:-$REPO_ROOT/crds}"
 READY_TIMEOUT="${DENV_READY_TIMEOUT:-120}"
 STOP_TIMEOUT="${DENV_STOP_TIMEOUT:-15}"
+APISERVER_PROFILING="${DENV_APISERVER_PROFILING:-false}"
 HOST=127.0.0.1
 MARKER=".disposable-env-cluster"
 
@@ -388,6 +391,8 @@ cmd_up() {
       die "port $HOST:$p is already in use${holder:+ by $holder}; stop it or pick other ports with DENV_ETCD_CLIENT_PORT, DENV_ETCD_PEER_PORT, DENV_APISERVER_PORT (nothing was started)"
     fi
   done
+  [[ "$APISERVER_PROFILING" == true || "$APISERVER_PROFILING" == false ]] ||
+    die "DENV_APISERVER_PROFILING must be true or false, not '$APISERVER_PROFILING'"
   command -v openssl >/dev/null 2>&1 || die "openssl is required (apt-get install openssl)"
   command -v curl >/dev/null 2>&1 || die "curl is required (apt-get install curl)"
 
@@ -444,7 +449,7 @@ cmd_up() {
     --disable-admission-plugins=ServiceAccount \
     --endpoint-reconciler-type=none \
     --allow-privileged=true \
-    --profiling=false \
+    --profiling="$APISERVER_PROFILING" \
     --v=1
   write_kubeconfig
   wait_for kube-apiserver "https://$HOST:$APISERVER_PORT/readyz" "$PKI/admin.crt" "$PKI/admin.key" ||
