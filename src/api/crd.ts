@@ -57,6 +57,9 @@ export const IMMUTABLE_AFTER_BINDING_RULE = [
   ')',
 ].join('');
 
+/** CEL: metadata.name is a DNS label. Checked on create only (see optionalOldSelf where it is used). */
+export const NAME_RULE = "oldSelf.hasValue() || (self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63)";
+
 function crd(kind: string, plural: string, scope: 'Namespaced' | 'Cluster', schema: JsonObject, extra: JsonObject): JsonObject {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
@@ -95,8 +98,12 @@ export function envCrd(): JsonObject {
     },
     'x-kubernetes-validations': [
       {
-        rule: "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63",
+        rule: NAME_RULE,
         message: 'metadata.name must be a DNS label (at most 63 characters, no dots): it is the default hostname of the env',
+        // Names are immutable, so checking on create is enough; optionalOldSelf makes the rule run on create
+        // (oldSelf absent) and stop at `oldSelf.hasValue()` on every update — the API server evaluates every
+        // rule on every write, status writes included, and a root-level regex match is among the dearer ones.
+        optionalOldSelf: true,
       },
       {
         rule: IMMUTABLE_AFTER_BINDING_RULE,

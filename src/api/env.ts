@@ -62,7 +62,9 @@ const quantity = (description: string): z.ZodType<string | number> =>
       description,
       'x-kubernetes-int-or-string': true,
       pattern: NONNEGATIVE_QUANTITY_PATTERN,
-      'x-kubernetes-validations': [{ rule: "!string(self).startsWith('-')", message: 'must not be negative' }],
+      // The pattern only applies to strings; `minimum` only to integers: together they reject every negative
+      // quantity. (A CEL rule here was evaluated on every write of the env, status writes included.)
+      minimum: 0,
     });
 
 const positiveInt = (max: number): z.ZodInt => z.int().min(1).max(max);

@@ -244,12 +244,40 @@ function specAt(at: string, value: unknown): Obj {
 /** Field path as the API server prints it: the first item of each array. */
 const fieldOf = (at: string): string => at.replace(/\[\]/g, '[0]');
 
-const celCases: Record<string, CelCase | ((at: string) => CelCase)> = {
-  // On every int-or-string quantity field: the OpenAPI pattern admits a sign.
-  'must not be negative': (at) => ({
-    violate: { spec: specAt(at, '-1Mi'), field: fieldOf(at) },
-    pass: { spec: specAt(at, '0') },
-  }),
+/** Every int-or-string quantity field under `at` (e.g. spec.resources.io.max[].rbps), depth first. */
+function collectQuantities(schema: Obj | undefined, at: string, out: string[]): string[] {
+  if (!schema) return out;
+  if (schema['x-kubernetes-int-or-string'] === true) out.push(at);
+  for (const [k, child] of Object.entries((schema.properties as Record<string, Obj> | undefined) ?? {})) collectQuantities(child, `${at}.${k}`, out);
+  if (schema.items) collectQuantities(schema.items as Obj, `${at}[]`, out);
+  return out;
+}
+
+const envSchema = crds.find(({ crd }) => crd.spec.names.kind === 'DisposableEnv')?.crd.spec.versions[0]?.schema?.openAPIV3Schema as Obj | undefined;
+const quantityFields = collectQuantities((envSchema?.properties as Record<string, Obj> | undefined)?.spec, 'spec', []);
+
+// Quantities are int-or-string: the OpenAPI pattern rejects a negative string and `minimum: 0` a negative
+// integer, without a CEL rule (CEL rules are evaluated on every write of an env, status writes included).
+describe('quantity fields reject negative values (OpenAPI pattern + minimum)', () => {
+  const ns = withTestNamespace('quantity');
+
+  test('the DisposableEnv schema has quantity fields', () => {
+    expect(quantityFields).toEqual(expect.arrayContaining(['spec.resources.memory.max', 'spec.resources.cpu.max', 'spec.resources.io.max[].rbps']));
+  });
+
+  test.each(quantityFields.map((at, i) => [at, i] as const))('%s: -1 and "-1Mi" are rejected naming the field, 0 passes', async (at, i) => {
+    for (const bad of [-1, '-1Mi']) {
+      const res = await create(ns(), env(`q-bad-${i}`, specAt(at, bad)));
+      expect(res.exitCode).not.toBe(0);
+      expect(res.stderr).toContain(`${fieldOf(at)}: Invalid value`);
+    }
+    const good = await create(ns(), env(`q-ok-${i}`, specAt(at, 0)));
+    expect(good.stderr).toBe('');
+    expect(good.exitCode).toBe(0);
+  });
+});
+
+const celCases: Record<string, CelCase> = {
   "userNamespace.enabled requires 'user' in namespaces": {
     violate: { spec: { isolation: { namespaces: ['pid', 'mount'] } }, field: 'spec.isolation.userNamespace.enabled' },
     pass: { spec: { isolation: { namespaces: ['pid', 'mount'], userNamespace: { enabled: false } } } },
@@ -298,9 +326,8 @@ describe('CEL rules (x-kubernetes-validations) against the real API server', () 
 
   const createCases = celRules.filter((r) => !UPDATE_ONLY.has(r.message)).map((r) => [r.at, r.message, r] as const);
   test.each(createCases)('%s: "%s" rejects a violation and passes its boundary', async (at, message) => {
-    const entry = celCases[message];
-    if (!entry) throw new Error(`no case for CEL rule "${message}"`);
-    const c = typeof entry === 'function' ? entry(at) : entry;
+    const c = celCases[message];
+    if (!c) throw new Error(`no case for CEL rule "${message}"`);
     const bad = await create(ns(), env(c.violate.name ?? 'cel-violate', c.violate.spec));
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toContain(message);
