@@ -89,6 +89,9 @@ async function cluster(opts: BenchControllerOptions, verbose: boolean, profiling
     DENV_ETCD_PEER_PORT: String(etcdPeer),
     DENV_APISERVER_PORT: String(apiserver),
     DENV_APISERVER_PROFILING: String(profiling),
+    // etcd fsyncs as in production unless asked otherwise: dev and test clusters skip it (docs/dev-cluster.md),
+    // the benchmark's headline does not.
+    DENV_ETCD_UNSAFE_NO_FSYNC: process.env.DENV_ETCD_UNSAFE_NO_FSYNC ?? 'false',
   };
   log(verbose, `starting a control plane in ${dir}${profiling ? ' (kube-apiserver profiling on)' : ''}`);
   await execa('bash', [path.join(REPO, 'hack/cluster.sh'), 'up'], { env, timeout: 45 * 60_000, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' });
@@ -399,6 +402,8 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
     cacheEnvs,
     controllerBuilt: entry.built,
     loadAverageAtStart: os.loadavg(),
+    etcdUnsafeNoFsync: cl.dir ? (process.env.DENV_ETCD_UNSAFE_NO_FSYNC ?? 'false') : 'unknown (given cluster)',
+    controlPlaneGOGC: process.env.GOGC ?? 'default',
   };
   const ns = (s: string): string => `bench-${s}-${id}`;
   let writesPerSecondBase = NaN;

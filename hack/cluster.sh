@@ -22,6 +22,8 @@
 #   DENV_CRDS_DIR             [<repo>/crds]  CRDs applied after start; "none" skips
 #   DENV_READY_TIMEOUT        [120]     seconds to wait for etcd health and apiserver /readyz
 #   DENV_STOP_TIMEOUT         [15]      seconds between SIGTERM and SIGKILL on down
+#   DENV_ETCD_UNSAFE_NO_FSYNC [true]    false: etcd fsyncs its WAL as in production (the benchmark's
+#                                       own cluster does; dev and test clusters skip it, docs/dev-cluster.md)
 #   DENV_APISERVER_PROFILING  [false]   true: serve /debug/pprof on kube-apiserver (admin only;
 #                                       `npm run bench -- controller` with DENV_BENCH_PROFILE_DIR)
 #
@@ -42,6 +44,7 @@ CRDS_DIR="${DENV_CRDS_DIR:-$REPO_ROOT/crds}"
 READY_TIMEOUT="${DENV_READY_TIMEOUT:-120}"
 STOP_TIMEOUT="${DENV_STOP_TIMEOUT:-15}"
 APISERVER_PROFILING="${DENV_APISERVER_PROFILING:-false}"
+ETCD_UNSAFE_NO_FSYNC="${DENV_ETCD_UNSAFE_NO_FSYNC:-true}"
 HOST=127.0.0.1
 MARKER=".disposable-env-cluster"
 
@@ -393,6 +396,8 @@ cmd_up() {
   done
   [[ "$APISERVER_PROFILING" == true || "$APISERVER_PROFILING" == false ]] ||
     die "DENV_APISERVER_PROFILING must be true or false, not '$APISERVER_PROFILING'"
+  [[ "$ETCD_UNSAFE_NO_FSYNC" == true || "$ETCD_UNSAFE_NO_FSYNC" == false ]] ||
+    die "DENV_ETCD_UNSAFE_NO_FSYNC must be true or false, not '$ETCD_UNSAFE_NO_FSYNC'"
   command -v openssl >/dev/null 2>&1 || die "openssl is required (apt-get install openssl)"
   command -v curl >/dev/null 2>&1 || die "curl is required (apt-get install curl)"
 
@@ -424,7 +429,7 @@ cmd_up() {
     --peer-cert-file="$PKI/etcd.crt" --peer-key-file="$PKI/etcd.key" \
     --peer-trusted-ca-file="$PKI/ca.crt" --peer-client-cert-auth \
     --quota-backend-bytes=$((2 * 1024 * 1024 * 1024)) \
-    --unsafe-no-fsync \
+    --unsafe-no-fsync="$ETCD_UNSAFE_NO_FSYNC" \
     --log-level=warn
   wait_for etcd "https://$HOST:$ETCD_CLIENT_PORT/health" "$PKI/apiserver-etcd-client.crt" "$PKI/apiserver-etcd-client.key" ||
     die "etcd did not become healthy"
