@@ -21,10 +21,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { run as runProgram } from '../node-agent/exec.js';
 import { gcPass, hierarchies } from '../node-agent/gc/pass.js';
 import { Journal, outstanding } from '../node-agent/journal.js';
 import { envPaths } from '../node-agent/names.js';
 import { Runtime } from '../node-agent/runtime.js';
+import { helperStatus } from '../node-agent/spawner.js';
 import { supervise } from '../node-agent/supervisor.js';
 import { parseSpec } from '../src/api/validate.js';
 import { parseMountinfo } from '../src/core/procfs.js';
@@ -111,7 +113,9 @@ class Bench {
   }
 
   /**
-   * Bare runc on the config our runtime generated for a template env (rootfs kept mounted by that env).
+   * Bare runc on the config our runtime generated for a template env (rootfs kept mounted by that env),
+   * started the way the runtime starts its programs (node-agent/exec.ts: the spawn helper when built),
+   * so the launcher's cost is the same on both sides.
    * `between` runs after each sample: our own cycles go there, so both sides see the same machine load.
    */
   async bareRunc(between: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[] }> {
@@ -134,20 +138,20 @@ class Bench {
         cfg.linux.namespaces = cfg.linux.namespaces.map((n) => ({ type: n.type })); // runc makes the netns itself
         writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
         let t = process.hrtime.bigint();
-        await execa(runc, ['--root', BASE_RUNC_ROOT, 'create', '--bundle', bundle, cid], { timeout: TIMEOUT, stdio: 'ignore' });
-        await execa(runc, ['--root', BASE_RUNC_ROOT, 'start', cid], { timeout: TIMEOUT, stdio: 'ignore' });
+        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'create', '--bundle', bundle, cid], { timeoutMs: TIMEOUT, discardOutput: true });
+        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'start', cid], { timeoutMs: TIMEOUT, discardOutput: true });
         create.push(ms(t));
         t = process.hrtime.bigint();
-        await execa(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', cid], { timeout: TIMEOUT, stdio: 'ignore' });
+        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', cid], { timeoutMs: TIMEOUT, discardOutput: true });
         teardown.push(ms(t));
         // the issue's baseline: one `runc run --detach` of the same bundle
         const rid = `${cid}r`;
         cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${rid}`);
         writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
         t = process.hrtime.bigint();
-        await execa(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--bundle', bundle, rid], { timeout: TIMEOUT, stdio: 'ignore' });
+        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--bundle', bundle, rid], { timeoutMs: TIMEOUT, discardOutput: true });
         run.push(ms(t));
-        await execa(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', rid], { timeout: TIMEOUT, stdio: 'ignore' });
+        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', rid], { timeoutMs: TIMEOUT, discardOutput: true });
         rmSync(bundle, { recursive: true, force: true });
         await between();
       }
@@ -367,7 +371,7 @@ export async function benchNode(): Promise<BenchTable> {
     const leaks = await b.leaks();
     rows.push({ name: 'objects left after the bench', value: leaks.length, unit: 'objects', target: '0', pass: leaks.length === 0 });
     if (leaks.length) console.error(`bench node: leaks:\n  ${leaks.join('\n  ')}`);
-    return { title: 'node runtime (hybrid cgroups, runc + conmon)', rows, meta: { sharedRootRemoved, createStepsP50Ms: Object.fromEntries(Object.entries(b.steps).map(([k, v]) => [k, percentile(v, 50)])), samples: SAMPLES, memEnvs: MEM_ENVS, seconds: (Date.now() - started) / 1000, host: os.hostname(), cpus: os.cpus().length, leaks } };
+    return { title: 'node runtime (hybrid cgroups, runc + conmon)', rows, meta: { spawnHelper: helperStatus(), sharedRootRemoved, createStepsP50Ms: Object.fromEntries(Object.entries(b.steps).map(([k, v]) => [k, percentile(v, 50)])), samples: SAMPLES, memEnvs: MEM_ENVS, seconds: (Date.now() - started) / 1000, host: os.hostname(), cpus: os.cpus().length, leaks } };
   } finally {
     await b.cleanup();
   }

@@ -23,6 +23,8 @@ export interface ExecOptions {
   /** Extra environment; PATH may be overridden to choose which binaries are found. */
   readonly env?: Record<string, string>;
   readonly cwd?: string;
+  /** stdout and stderr go to /dev/null (for a program whose children keep them open, like `runc run --detach`). */
+  readonly discardOutput?: boolean;
 }
 
 /** A program failed, timed out or could not be started; the message says which and why. */
@@ -83,7 +85,7 @@ interface Outcome {
 async function viaHelper(helper: SpawnHelper, file: string, args: readonly string[], timeout: number, opts: ExecOptions): Promise<Outcome | undefined> {
   let r;
   try {
-    r = await helper.run({ file, args, timeoutMs: timeout, ...(opts.env ? { env: opts.env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+    r = await helper.run({ file, args, timeoutMs: timeout, ...(opts.env ? { env: opts.env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.discardOutput ? { outputFile: '/dev/null' } : {}) });
   } catch {
     return undefined;
   }
@@ -99,15 +101,15 @@ async function direct(file: string, args: readonly string[], timeout: number, op
     let stderr = '';
     let timedOut = false;
     let error: Error | undefined;
-    const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+    const child = spawn(file, [...args], { stdio: opts.discardOutput ? 'ignore' : ['ignore', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
     }, timeout);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       if (stdout.length < MAX_OUTPUT) stdout += d;
     });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       if (stderr.length < MAX_OUTPUT) stderr += d;
     });
     let done = false;

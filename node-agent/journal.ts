@@ -9,7 +9,7 @@
  *
  * On disk: `<state-dir>/envs/<id>/journal.json`, one JSON document per env
  * (format {@link EnvRecord}, `version: 1`), replaced atomically on every change:
- * write a temp file in the same directory, fsync it, rename over the old one,
+ * write a temp file in the same directory, fdatasync it, rename over the old one,
  * fsync the directory. A reader therefore sees either the old or the new record,
  * never a torn one. A directory under `envs/` without a readable journal is
  * reported by {@link Journal.list} as `incomplete`, never silently skipped.
@@ -158,14 +158,14 @@ function now(): string {
   return new Date().toISOString();
 }
 
-/** Write `data` to `file` atomically: temp file, fsync, rename, fsync the directory. */
+/** Write `data` to `file` atomically: temp file, fdatasync, rename, fsync the directory. */
 export async function atomicWrite(file: string, data: string): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', 0o600);
   try {
     await fh.writeFile(data, 'utf8');
-    await fh.sync();
+    await fh.datasync(); // the data and the size: what a reader after a crash needs
   } finally {
     await fh.close();
   }

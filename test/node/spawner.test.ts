@@ -123,6 +123,16 @@ describe('run() through the shared helper', () => {
     expect((err as Error).message).toMatch(/missing: spawn .*ENOENT/);
   });
 
+  it('discardOutput: a background child that inherits stdout does not hold the answer (runc run --detach does this)', async () => {
+    const pidFile = path.join(dir, 'bg.pid');
+    const t = Date.now();
+    const r = await run('/bin/sh', ['-c', `sleep 20 & echo $! > ${pidFile}; echo hi`], { discardOutput: true });
+    const elapsed = Date.now() - t;
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL'); // the sleep this test started
+    expect(r).toMatchObject({ exitCode: 0, stdout: '' });
+    expect(elapsed).toBeLessThan(1500);
+  });
+
   it('survives the helper dying: the next call gets a new one', async () => {
     const h = sharedHelper()!;
     const pid = h.pid!;
