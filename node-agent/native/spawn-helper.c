@@ -383,6 +383,19 @@ int main(void) {
         respond(j->id, "sync", code, 0, j->timed_out, 0, j->out);
         j->answered = 1;
       }
+      if (j->exited && (j->flags & F_SYNC3) && !j->answered) {
+        /* the program exited (conmon does, once it has daemonised) but fd 3 is still open in what it
+           left behind: the answer is still to come on fd 3, bounded by the timeout, not by the grace */
+        if (now >= j->deadline) {
+          close_fd(&j->fd[2]);
+          respond(j->id, "sync", -1, 0, 1, 0, j->out);
+          j->answered = 1;
+        } else if (wake < 0 || j->deadline < wake) {
+          wake = j->deadline;
+        }
+        busy = 1;
+        continue;
+      }
       if (j->exited) {
         int drained = j->fd[0] < 0 && j->fd[1] < 0 && j->fd[2] < 0;
         if (drained || now >= j->exited_at + PIPE_GRACE_MS) {

@@ -87,6 +87,29 @@ describe('spawn helper', () => {
     process.kill(msg.data, 'SIGKILL'); // the sleep this test started
   });
 
+  it('sync mode: waits for the line from what the program left behind after it exited, past the output grace (conmon daemonises)', async () => {
+    const pidFile = path.join(dir, 'daemon.pid');
+    const t = Date.now();
+    const r = await helper().run({
+      file: '/bin/sh',
+      args: ['-c', `(sleep 2.5; echo '{"data": 1}' >&3; sleep 20) >/dev/null 2>&1 & echo $! > ${pidFile}; exit 0`],
+      timeoutMs: 10_000,
+      syncFd3: true,
+      outputFile: path.join(dir, 'daemon.log'),
+    });
+    const elapsed = Date.now() - t;
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL'); // the subshell this test started
+    expect(r).toMatchObject({ state: 'sync', timedOut: false, sync: '{"data": 1}\n' });
+    expect(elapsed).toBeGreaterThanOrEqual(2400);
+  });
+
+  it('sync mode: a daemon that never answers on fd 3 ends the wait at the timeout', async () => {
+    const pidFile = path.join(dir, 'silent.pid');
+    const r = await helper().run({ file: '/bin/sh', args: ['-c', `sleep 20 & echo $! > ${pidFile}; exit 0`], timeoutMs: 2500, syncFd3: true, outputFile: path.join(dir, 'silent.log') });
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    expect(r).toMatchObject({ state: 'sync', timedOut: true, sync: '' });
+  });
+
   it('sync mode: a program that never answers on fd 3 is killed at its timeout', async () => {
     const r = await helper().run({ file: '/bin/sleep', args: ['30'], timeoutMs: 300, syncFd3: true, outputFile: path.join(dir, 'x.log') });
     expect(r).toMatchObject({ state: 'sync', timedOut: true });
