@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parseMountinfo } from '../src/core/procfs.js';
 import { run } from './exec.js';
 import type { CgroupMode } from './cgroup/types.js';
+import { helperStatus } from './spawner.js';
 
 /** statfs f_type of a cgroup v2 mount. */
 export const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -119,6 +120,8 @@ export interface HostProbe {
   };
   readonly userNamespaces: { supported: boolean; max: number };
   readonly tools: Record<ToolName, ToolInfo>;
+  /** The spawn helper (dist/native/denv-spawn): without it every program the runtime runs forks the agent. */
+  readonly spawnHelper: { path?: string };
   readonly canEnforce: string[];
   readonly cannotEnforce: { what: string; why: string }[];
 }
@@ -172,6 +175,7 @@ export async function probeHost(searchPath = process.env.PATH ?? ''): Promise<Ho
     cgroup: { ...layout, controllers, v2Features },
     userNamespaces: { supported: max > 0, max },
     tools,
+    spawnHelper: { ...(helperStatus().binary ? { path: helperStatus().binary } : {}) },
     canEnforce: can,
     cannotEnforce: cannot,
   };

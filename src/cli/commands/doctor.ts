@@ -19,6 +19,7 @@ function print(p: HostProbe): void {
   lines.push(`user namespaces: ${p.userNamespaces.supported ? `yes (max ${p.userNamespaces.max})` : 'no'}`);
   lines.push('tools:');
   for (const [name, t] of Object.entries(p.tools)) lines.push(`  ${name.padEnd(12)} ${t.path ? `${t.path}  ${t.version ?? ''}` : 'not found'}`);
+  lines.push(`spawn helper:    ${p.spawnHelper.path ?? 'not built (npm run build needs gcc); programs are started by forking the agent'}`);
   lines.push('can enforce:');
   for (const c of p.canEnforce) lines.push(`  + ${c}`);
   lines.push('cannot enforce:');
