@@ -5,6 +5,7 @@
  * "nothing user-supplied reaches a shell".
  */
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { sharedHelper, type SpawnHelper } from './spawner.js';
 
 /** Result of a program that ran to completion (any exit code). */
@@ -91,7 +92,12 @@ async function viaHelper(helper: SpawnHelper, file: string, args: readonly strin
   }
   const trim = (s: string): string => s.replace(/\r?\n$/, '');
   if (r.state === 'error') return { code: null, signal: null, stdout: '', stderr: '', timedOut: false, error: new Error(`spawn ${file} ${r.errno ?? 'failed'}`) };
-  return { code: r.exitCode, signal: r.signal ? `signal ${r.signal}` : null, stdout: trim(r.stdout), stderr: trim(r.stderr), timedOut: r.timedOut };
+  return { code: r.exitCode, signal: r.signal ? signalName(r.signal) : null, stdout: trim(r.stdout), stderr: trim(r.stderr), timedOut: r.timedOut };
+}
+
+/** SIGKILL for 9, as Node names the signal of a child it started itself. */
+function signalName(n: number): string {
+  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
 }
 
 /** child_process.spawn: forks this process (the fallback when there is no helper). */

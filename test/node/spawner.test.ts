@@ -156,6 +156,20 @@ describe('run() through the shared helper', () => {
     expect(elapsed).toBeLessThan(1500);
   });
 
+  it('without a helper (DENV_SPAWN_HELPER=off) run() forks this process instead, with the same results', async () => {
+    closeSharedHelper();
+    process.env.DENV_SPAWN_HELPER = 'off';
+    try {
+      expect(sharedHelper()).toBeUndefined();
+      const r = await run('/bin/sh', ['-c', 'echo $PPID; echo e >&2']);
+      expect(r).toMatchObject({ exitCode: 0, stdout: String(process.pid), stderr: 'e' });
+      await expect(run('/bin/sh', ['-c', 'kill -9 $$'])).rejects.toThrow(/killed by SIGKILL/);
+    } finally {
+      delete process.env.DENV_SPAWN_HELPER;
+    }
+    expect(sharedHelper()).toBeDefined();
+  });
+
   it('survives the helper dying: the next call gets a new one', async () => {
     const h = sharedHelper()!;
     const pid = h.pid!;
