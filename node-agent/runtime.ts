@@ -548,14 +548,29 @@ export class Runtime {
     });
   }
 
-  /** The recorded exit code; when the workload was just killed, give conmon a moment to write it. */
+  /**
+   * The recorded exit code; when the workload was just killed, give conmon a
+   * moment (up to 3 s) to see it die and write the code. Right after a kill
+   * the cgroup is still populated for a while (the processes are exiting), so
+   * only a cgroup that stays populated for a whole second says the workload
+   * is alive and no code is coming (teardown will kill it); conmon being gone
+   * ends the wait too.
+   */
   private async awaitExitCode(r: EnvRecord, exitFile: string): Promise<number | undefined> {
-    const deadline = Date.now() + 3000;
+    const start = Date.now();
+    const deadline = start + 3000;
+    let emptySeen = false;
     for (;;) {
       const code = await readExitCode(exitFile);
       if (code !== undefined) return code;
       const conmonUp = r.pids.conmon !== undefined && (await isConmonOf(r.pids.conmon, hostName(r.id)));
-      if (!conmonUp || Date.now() > deadline || (await this.driver.populated(r.cgroupPath).catch(() => false))) return undefined;
+      if (!conmonUp) return readExitCode(exitFile); // it may have written the file just before exiting
+      if (Date.now() > deadline) return undefined;
+      if (!emptySeen) {
+        const populated = await this.driver.populated(r.cgroupPath).catch(() => false);
+        if (!populated) emptySeen = true;
+        else if (Date.now() - start > LIVE_WORKLOAD_MS) return undefined;
+      }
       await sleep(5);
     }
   }
@@ -713,6 +728,9 @@ export class Runtime {
     return this.teardownToolsCache;
   }
 }
+
+/** A cgroup still populated this long after finish() began holds a live workload, not a dying one. */
+const LIVE_WORKLOAD_MS = 1000;
 
 /** How long create's concurrent steps (uid range, cgroups, netns, host root, dirs) may take together. */
 const BUILD_STEPS_TIMEOUT_MS = 120_000;

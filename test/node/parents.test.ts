@@ -1,6 +1,7 @@
 // Shared cgroup parents (<root>/<class>, <root>) outlive a teardown so the next
 // env only makes its leaf; close() and the GC pass remove the empty ones and
 // never one that an env still uses. A root of its own keeps other suites out.
+// Also: finish() right after a kill (the race the faster cgroup reads exposed).
 import { jest } from '@jest/globals';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -74,4 +75,15 @@ it('close() removes the parents once nothing uses them, the root included', asyn
   await rt.close();
   expect(noneExist(`${root}/ci`)).toBe(true);
   expect(noneExist(root)).toBe(true);
+});
+
+it('finish() right after killAll() still gets the exit code while the killed processes are being reaped', async () => {
+  const spec = parseSpec({ class: 'ci', workload: { command: ['/bin/sh', '-c', 'for i in $(seq 60); do sleep 60 & done; wait'] }, resources: { pids: { max: 128 } } });
+  for (let i = 0; i < 4; i++) {
+    const r = await rt.create({ id: `${tag}k${i}`, name: `k${i}`, spec });
+    await new Promise((res) => setTimeout(res, 300)); // the children exist
+    await rt.killAll(r);
+    expect(await rt.finish(r.id, { reason: 'Stopped', message: 'test' })).toMatchObject({ reason: 'Stopped', exitCode: 137 });
+  }
+  await rt.close();
 });
