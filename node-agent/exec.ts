@@ -57,7 +57,10 @@ export async function run(file: string, args: readonly string[], opts: ExecOptio
   const argv = [file, ...args];
   const shown = argv.join(' ');
   const helper = sharedHelper();
-  const r = (helper && (await viaHelper(helper, file, args, timeout, opts))) || (await direct(file, args, timeout, opts));
+  const raw = (helper && (await viaHelper(helper, file, args, timeout, opts))) || (await direct(file, args, timeout, opts));
+  // one trailing newline is not part of the answer
+  const trim = (s: string): string => s.replace(/\r?\n$/, '');
+  const r = { ...raw, stdout: trim(raw.stdout), stderr: trim(raw.stderr) };
   if (r.timedOut) throw new ExecError(argv, undefined, r.stderr, `${shown}: timed out after ${timeout} ms`);
   if (r.code === null || r.error) {
     // could not start (ENOENT) or died by a signal
@@ -90,9 +93,8 @@ async function viaHelper(helper: SpawnHelper, file: string, args: readonly strin
   } catch {
     return undefined;
   }
-  const trim = (s: string): string => s.replace(/\r?\n$/, '');
   if (r.state === 'error') return { code: null, signal: null, stdout: '', stderr: '', timedOut: false, error: new Error(`spawn ${file} ${r.errno ?? 'failed'}`) };
-  return { code: r.exitCode, signal: r.signal ? signalName(r.signal) : null, stdout: trim(r.stdout), stderr: trim(r.stderr), timedOut: r.timedOut };
+  return { code: r.exitCode, signal: r.signal ? signalName(r.signal) : null, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
 }
 
 /** SIGKILL for 9, as Node names the signal of a child it started itself. */
@@ -123,7 +125,7 @@ async function direct(file: string, args: readonly string[], timeout: number, op
       if (done) return;
       done = true;
       clearTimeout(timer);
-      resolve({ code, signal, stdout: stdout.replace(/\r?\n$/, ''), stderr: stderr.replace(/\r?\n$/, ''), timedOut, ...(error ? { error } : {}) });
+      resolve({ code, signal, stdout, stderr, timedOut, ...(error ? { error } : {}) });
     };
     child.on('error', (e) => {
       error = e;

@@ -164,6 +164,7 @@ export async function probeHost(searchPath = process.env.PATH ?? ''): Promise<Ho
     const file = await findExecutable(t, searchPath);
     tools[t] = file ? { path: file, version: await toolVersion(t, file) } : {};
   }
+  const helper = helperStatus().binary;
   const { can, cannot } = await enforcement(layout, controllers);
   if (!tools.runc.path) cannot.push({ what: 'running envs', why: 'runc not found (apt-get install runc)' });
   if (!tools.conmon.path) cannot.push({ what: 'running envs', why: 'conmon not found (apt-get install conmon)' });
@@ -175,7 +176,7 @@ export async function probeHost(searchPath = process.env.PATH ?? ''): Promise<Ho
     cgroup: { ...layout, controllers, v2Features },
     userNamespaces: { supported: max > 0, max },
     tools,
-    spawnHelper: { ...(helperStatus().binary ? { path: helperStatus().binary } : {}) },
+    spawnHelper: { ...(helper ? { path: helper } : {}) },
     canEnforce: can,
     cannotEnforce: cannot,
   };

@@ -15,6 +15,7 @@ import type { Phase } from '../src/api/constants.js';
 import { procState } from '../src/core/procfs.js';
 import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
+import { removeEmptyLevels } from './cgroup/tree.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
 import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, startCreated } from './conmon.js';
 import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
@@ -92,6 +93,12 @@ export class CreateError extends Error {
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** What build() made, for the journal write that records the start: the init's pid and the results. */
+interface Built {
+  readonly containerPid: number;
+  readonly record: (r: EnvRecord) => void;
+}
+
 /** Called with the record every time an env changes phase. */
 export type PhaseListener = (r: EnvRecord) => void;
 
@@ -148,24 +155,18 @@ export class Runtime {
    * again. With `dryRun` nothing is removed. Returns the directories (to be) removed.
    */
   async pruneParents(opts: { dryRun?: boolean } = {}): Promise<string[]> {
+    const roots = this.driver.hierarchyRoots();
     const classes = new Set<string>();
-    for (const h of this.driver.hierarchyRoots()) {
+    for (const h of roots) {
       for (const e of await readdir(path.join(h, this.cgroupRoot), { withFileTypes: true }).catch(() => [])) if (e.isDirectory() && isClassName(e.name)) classes.add(e.name);
     }
     if (opts.dryRun) {
-      const empty: string[] = [];
-      for (const h of this.driver.hierarchyRoots()) {
-        for (const c of classes) {
-          const d = path.join(h, this.cgroupRoot, c);
-          const kids = await readdir(d, { withFileTypes: true }).catch(() => undefined);
-          if (kids && !kids.some((k) => k.isDirectory())) empty.push(d);
-        }
-      }
-      return empty;
+      const dirs = roots.flatMap((h) => [...classes].map((c) => path.join(h, this.cgroupRoot, c)));
+      const empty = await Promise.all(dirs.map(async (d) => ((await readdir(d, { withFileTypes: true }).catch(() => undefined))?.some((k) => k.isDirectory()) === false ? d : undefined)));
+      return empty.filter((d): d is string => d !== undefined);
     }
     const gone: string[] = [];
-    // a leaf name that cannot exist stands for "any env of the class": only the parent levels are touched
-    for (const c of [...classes].sort()) gone.push(...(await this.driver.pruneParents(`${this.cgroupRoot}/${c}/-`, this.cgroupRootKeepLevels)));
+    for (const c of [...classes].sort()) gone.push(...(await removeEmptyLevels(roots, `${this.cgroupRoot}/${c}`, this.cgroupRootKeepLevels)));
     return [...new Set(gone)];
   }
 
@@ -294,7 +295,7 @@ export class Runtime {
       runtime: { runc: tools.runc, conmon: tools.conmon, init: tools.init, runcRoot: this.runcRoot },
     }, this.intents(id, rel, req.spec));
     onPhase?.(record);
-    let built: { containerPid: number; record: (r: EnvRecord) => void } | undefined;
+    let built: Built | undefined;
     try {
       built = await this.build(record, tools);
       record = await this.start(id, tools, t0, built);
@@ -331,7 +332,7 @@ export class Runtime {
   }
 
   /** Make every host object of the env and create (not start) its container; returns the container's init pid. */
-  private async build(record: EnvRecord, tools: Tools): Promise<{ containerPid: number; record: (r: EnvRecord) => void }> {
+  private async build(record: EnvRecord, tools: Tools): Promise<Built> {
     const { id, spec } = record;
     const p = envPaths(this.stateDir, id);
     const timings: Record<string, number> = {};
@@ -426,8 +427,8 @@ export class Runtime {
     const fixed = spec.isolation.userNamespace.hostIdStart;
     if (fixed !== undefined) return { start: fixed, size };
     // The reservation file is the resource; its name is only known once reserved, so begin() journaled the
-    // directory's intent (`<idmap>/?`); the file is recorded as soon as it exists.
-    // The file is recorded with the rest of create's results; a teardown before that finds it by its owner line.
+    // directory's intent (`<idmap>/?`). The file is recorded with the rest of create's results; a teardown
+    // before that finds it by its owner line.
     const res = await reserveIdRange(this.idmapDir, this.idOwner(id), size);
     made.push({ kind: 'idRange', hostId: res.file, madeByUs: true, detail: { start: res.start, size } });
     return { start: res.start, size: res.size };
@@ -478,7 +479,7 @@ export class Runtime {
     });
   }
 
-  private async start(id: string, tools: Tools, t0: number, built: { containerPid: number; record: (r: EnvRecord) => void }): Promise<EnvRecord> {
+  private async start(id: string, tools: Tools, t0: number, built: Built): Promise<EnvRecord> {
     const t = Date.now();
     const how = await startCreated(tools.runc, this.runcRoot, hostName(id), built.containerPid);
     const started = new Date();

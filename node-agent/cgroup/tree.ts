@@ -157,23 +157,24 @@ export async function removeTreeEverywhere(
       }
     }),
   );
-  if (opts.removeParents !== false) removed.push(...(await removeEmptyParents(hierarchyRoots, relPath)));
+  const parent = path.posix.dirname(relPath);
+  if (opts.removeParents !== false && parent !== '.') removed.push(...(await removeEmptyLevels(hierarchyRoots, parent)));
   if (errors.length) throw new CgroupError(errors.join('; '), 'EBUSY');
   return { removed };
 }
 
 /**
- * Remove each parent level of `relPath` (not the leaf) that no longer has a
- * child, deepest first, in every hierarchy. A parent that another env still
- * uses stays (EBUSY); a create that loses its parent this way starts its tree
- * again from the top (makeTree). The top `keepLevels` levels are never touched
- * (the part of a configured cgroup root above its last segment is not ours).
- * Returns the directories that are gone.
+ * Remove `relDir` and then each of its ancestors, deepest first, in every
+ * hierarchy, where it no longer has a child. A shared parent that another env
+ * still uses stays (EBUSY); a create that loses its parent this way starts its
+ * tree again from the top (makeTree). The top `keepLevels` levels are never
+ * touched (the part of a configured cgroup root above its last segment is not
+ * ours). Returns the directories this call removed.
  */
-export async function removeEmptyParents(hierarchyRoots: readonly string[], relPath: string, keepLevels = 0): Promise<string[]> {
-  const lv = levels(hierarchyRoots, relPath);
+export async function removeEmptyLevels(hierarchyRoots: readonly string[], relDir: string, keepLevels = 0): Promise<string[]> {
+  const lv = levels(hierarchyRoots, relDir);
   const removed: string[] = [];
-  for (let i = lv.length - 2; i >= keepLevels; i--) {
+  for (let i = lv.length - 1; i >= keepLevels; i--) {
     // only what this call removed counts (a level that was not there is not reported)
     const gone = await Promise.all((lv[i] ?? []).map(async (dir) => ((await exists(dir)) && (await removeIfUnused(dir)) ? dir : undefined)));
     for (const d of gone) if (d !== undefined) removed.push(d);

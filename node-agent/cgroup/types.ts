@@ -77,8 +77,6 @@ export interface CgroupDriver {
   remove(relPath: string, opts?: { budgetMs?: number; removeParents?: boolean }): Promise<{ removed: string[] }>;
   /** The hierarchy roots this driver makes directories in. */
   hierarchyRoots(): readonly string[];
-  /** Remove the parent levels of `relPath` that are empty (never the leaf, nor the top `keepLevels`); returns what is gone. */
-  pruneParents(relPath: string, keepLevels?: number): Promise<string[]>;
   /** The value for the OCI config's `linux.cgroupsPath`. */
   runcPath(relPath: string): string;
 }

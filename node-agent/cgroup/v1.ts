@@ -13,7 +13,7 @@ import type { CgroupLayout } from '../probe.js';
 import { applyWrite, killPids, sleep, subtreePids, v2Populated, waitUntilFalse } from './common.js';
 import { CgroupError, exists, readOptional, writeCgroupFile } from './fs.js';
 import { statsFromV1, type V1Files } from './parse.js';
-import { chains, makeTree, removeEmptyParents, removeTreeEverywhere } from './tree.js';
+import { chains, makeTree, removeTreeEverywhere } from './tree.js';
 import type { CgroupDriver, CgroupStats, CreatedCgroup, CreateHooks, KillMethod } from './types.js';
 import { describeUnenforceable, killUnified } from './v2.js';
 
@@ -174,10 +174,6 @@ export class V1Driver implements CgroupDriver {
 
   hierarchyRoots(): readonly string[] {
     return this.roots;
-  }
-
-  async pruneParents(rel: string, keepLevels = 0): Promise<string[]> {
-    return removeEmptyParents(this.roots, rel, keepLevels);
   }
 
   runcPath(rel: string): string {

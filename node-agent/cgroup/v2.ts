@@ -10,7 +10,7 @@ import { planV2, type Unenforceable } from '../../src/core/cgroup-values.js';
 import { applyWrite, killPids, sleep, subtreePids, v2Populated, waitUntilFalse } from './common.js';
 import { CgroupError, readOptional, writeCgroupFile } from './fs.js';
 import { statsFromV2, type V2Files } from './parse.js';
-import { chains, makeTree, removeEmptyParents, removeTreeEverywhere } from './tree.js';
+import { chains, makeTree, removeTreeEverywhere } from './tree.js';
 import type { CgroupDriver, CgroupStats, CreatedCgroup, CreateHooks, KillMethod } from './types.js';
 
 /** Controllers the runtime turns on for every env when available (limits or just stats). */
@@ -110,10 +110,6 @@ export class V2Driver implements CgroupDriver {
 
   hierarchyRoots(): readonly string[] {
     return [this.root];
-  }
-
-  async pruneParents(rel: string, keepLevels = 0): Promise<string[]> {
-    return removeEmptyParents([this.root], rel, keepLevels);
   }
 
   runcPath(rel: string): string {

@@ -90,7 +90,8 @@ export async function gcPass(rt: Runtime, opts: GcOptions = {}): Promise<GcRepor
   const now = opts.now ?? t0;
   const ctx = await context(rt);
   const stateDirs = opts.stateDirs ?? [rt.stateDir];
-  const others = (await registeredStateDirs(rt.options.stateRegistryDir ?? STATE_REGISTRY_DIR, { prune: !opts.dryRun })).filter((d) => !stateDirs.map((x) => path.resolve(x)).includes(d));
+  const own = new Set(stateDirs.map((x) => path.resolve(x)));
+  const others = (await registeredStateDirs(rt.options.stateRegistryDir ?? STATE_REGISTRY_DIR, { prune: !opts.dryRun })).filter((d) => !own.has(d));
   const inv = await takeInventory({
     now,
     hierarchies: ctx.hierarchies,
