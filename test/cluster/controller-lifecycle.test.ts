@@ -77,7 +77,14 @@ describe('controller lifecycle backstops', () => {
     expect(deleting.metadata.finalizers).toContain(FINALIZER);
     expect(cond(deleting, 'Reclaimed')?.status).not.toBe('True');
     await waitForGone(client, ns(), 'ttl', 10_000);
-    const events = (await listEvents(client, ns())).filter((e) => e.regarding === 'ttl').map((e) => e.reason);
+    // Events are sent in the background (held back while the controller is busy): wait for them.
+    const events = await waitFor(
+      async () => {
+        const reasons = (await listEvents(client, ns())).filter((e) => e.regarding === 'ttl').map((e) => e.reason);
+        return reasons.includes('Scheduled') && reasons.includes('TTLExpired') ? reasons : undefined;
+      },
+      { timeoutMs: 10_000, what: 'Scheduled and TTLExpired events' },
+    ).catch(async () => (await listEvents(client, ns())).filter((e) => e.regarding === 'ttl').map((e) => e.reason));
     expect(events).toEqual(expect.arrayContaining(['Scheduled', 'TTLExpired']));
   });
 
@@ -168,7 +175,15 @@ describe('controller lifecycle backstops', () => {
     // Deleting waits for Reclaimed=True, which never comes: the finalizer goes after --node-lost-finalizer-grace.
     await client.delete(envsPath(ns(), 'orphan'));
     await waitForGone(client, ns(), 'orphan', 10_000);
-    const events = (await listEvents(client, ns())).filter((e) => e.regarding === 'orphan');
+    // Events are sent in the background (held back while the controller is busy): wait for them.
+    const orphanEvents = async (): Promise<Awaited<ReturnType<typeof listEvents>>> => (await listEvents(client, ns())).filter((e) => e.regarding === 'orphan');
+    const events = await waitFor(
+      async () => {
+        const evs = await orphanEvents();
+        return evs.some((e) => e.reason === 'NodeLost') && evs.some((e) => e.reason === 'FinalizerReleased') ? evs : undefined;
+      },
+      { timeoutMs: 10_000, what: 'NodeLost and FinalizerReleased events' },
+    ).catch(orphanEvents);
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['NodeLost', 'FinalizerReleased']));
     expect(events.find((e) => e.reason === 'FinalizerReleased')?.type).toBe('Warning');
   });

@@ -142,7 +142,10 @@ describe('controller scheduling', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(await writes()).toBe(before);
     expect(await ctl.metric('disposable_env_reconciles_total', { result: 'invalid' })).toBeGreaterThan(invalidBefore);
-    const invalidEvents = (await listEvents(client, ns())).filter((ev) => ev.regarding === 'tiny' && ev.reason === 'InvalidSpec');
+    const invalid = async (): Promise<Awaited<ReturnType<typeof listEvents>>> => (await listEvents(client, ns())).filter((ev) => ev.regarding === 'tiny' && ev.reason === 'InvalidSpec');
+    // Events are sent in the background: wait for the first, then check no second one was made.
+    await waitFor(async () => ((await invalid()).length > 0 ? true : undefined), { timeoutMs: 10_000, what: 'InvalidSpec event' }).catch(() => undefined);
+    const invalidEvents = await invalid();
     expect(invalidEvents).toHaveLength(1);
   });
 });
