@@ -50,6 +50,12 @@ function waitsForNode(env: EnvObject): boolean {
   return boundNode(env) === undefined && !isFinished(env.status) && !env.metadata.deletionTimestamp;
 }
 
+/**
+ * Reconciles of placed envs (TTL deletes, finalizer releases, resyncs) in flight at most while
+ * envs wait for a node: their writes would slow the bindings down at the API server.
+ */
+const NORMAL_WHILE_BINDING = 4;
+
 /** Everything one controller replica runs. */
 export class Controller {
   readonly metrics: ControllerMetrics;
@@ -93,6 +99,7 @@ export class Controller {
         started: (ms) => this.metrics.queueLatency.observe(ms / 1000),
         retried: () => this.metrics.queueRetries.inc(),
       },
+      normalWhileUrgent: NORMAL_WHILE_BINDING,
     });
   }
 

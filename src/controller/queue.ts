@@ -8,6 +8,9 @@
  * waiting for a node) are handed out before the rest (TTL deletes, finalizer
  * releases, resyncs), so a burst of new envs is not queued behind the lifecycle
  * work of earlier ones, the way kube-scheduler's active queue is kept apart.
+ * While urgent keys wait or are in flight, at most `normalWhileUrgent` normal keys
+ * are in flight: their API writes would compete with the bindings at the API
+ * server, which is what bounds a burst.
  */
 
 /** Observer hooks, so metrics stay out of this module. */
@@ -35,6 +38,8 @@ export interface WorkQueueOptions {
   /** Longest retry delay. Default 5 min. */
   readonly maxDelayMs?: number;
   readonly observer?: QueueObserver;
+  /** Normal keys in flight at most while urgent ones wait or are in flight. Default: no limit. */
+  readonly normalWhileUrgent?: number;
   /** Clock, for tests. */
   readonly now?: () => number;
 }
@@ -66,7 +71,11 @@ export class WorkQueue {
   /** Keys waiting in a lane, and which lane is current (an entry in the other lane is stale). */
   private readonly waiting = new Map<string, Lane>();
   private readonly dirty = new Set<string>();
-  private readonly processing = new Set<string>();
+  /** Keys being reconciled, with the lane each was handed out from. */
+  private readonly processing = new Map<string, Lane>();
+  private urgentWaiting = 0;
+  private urgentInFlight = 0;
+  private readonly normalWhileUrgent: number;
   /** Lane for keys added while they were being processed (queued again at `done`). */
   private readonly laneAfterDone = new Map<string, Lane>();
   private readonly addedAt = new Map<string, number>();
@@ -83,6 +92,7 @@ export class WorkQueue {
     this.base = opts.baseDelayMs ?? 100;
     this.cap = opts.maxDelayMs ?? 300_000;
     this.obs = opts.observer ?? {};
+    this.normalWhileUrgent = opts.normalWhileUrgent ?? Infinity;
     this.now = opts.now ?? Date.now;
   }
 
@@ -117,7 +127,9 @@ export class WorkQueue {
       if (!urgent) return;
       if (this.waiting.get(key) === 1) {
         this.waiting.set(key, 0);
+        this.urgentWaiting++;
         this.lanes[0].push(key);
+        this.dispatch();
       } else if (this.processing.has(key)) {
         this.laneAfterDone.set(key, 0);
       }
@@ -181,10 +193,14 @@ export class WorkQueue {
 
   /** Marks `key` finished; if it was added meanwhile, it is queued again (in the lane it was added to). */
   done(key: string): void {
+    const was = this.processing.get(key);
+    if (was === undefined) return;
     this.processing.delete(key);
+    if (was === 0) this.urgentInFlight--;
     const lane = this.laneAfterDone.get(key) ?? 1;
     this.laneAfterDone.delete(key);
     if (this.dirty.has(key)) this.push(key, lane);
+    else this.dispatch(); // a slot for normal keys may have opened
   }
 
   /** Stops handing out keys: pending and future `get()` calls resolve undefined; delayed adds are dropped. */
@@ -196,34 +212,44 @@ export class WorkQueue {
   }
 
   private push(key: string, lane: Lane): void {
-    const waiter = this.waiters.shift();
-    if (waiter) {
-      this.start(key);
-      waiter(key);
-      return;
-    }
     this.lanes[lane].push(key);
     this.waiting.set(key, lane);
+    if (lane === 0) this.urgentWaiting++;
     this.obs.depth?.(this.length);
+    this.dispatch();
+  }
+
+  /** Hands waiting keys to idle workers, as far as the lanes allow. */
+  private dispatch(): void {
+    while (this.waiters.length > 0) {
+      const key = this.take();
+      if (key === undefined) return;
+      this.waiters.shift()!(key);
+    }
   }
 
   private take(): string | undefined {
     if (this.shuttingDown) return undefined;
     for (const lane of [0, 1] as const) {
+      if (lane === 1 && this.urgentWaiting + this.urgentInFlight > 0 && this.processing.size - this.urgentInFlight >= this.normalWhileUrgent) return undefined;
       for (let key = this.lanes[lane].shift(); key !== undefined; key = this.lanes[lane].shift()) {
         if (this.waiting.get(key) !== lane) continue; // moved to the urgent lane, or already handed out
         this.waiting.delete(key);
         this.obs.depth?.(this.length);
-        this.start(key);
+        this.start(key, lane);
         return key;
       }
     }
     return undefined;
   }
 
-  private start(key: string): void {
+  private start(key: string, lane: Lane): void {
+    if (lane === 0) {
+      this.urgentWaiting--;
+      this.urgentInFlight++;
+    }
     this.dirty.delete(key);
-    this.processing.add(key);
+    this.processing.set(key, lane);
     const at = this.addedAt.get(key);
     this.addedAt.delete(key);
     if (at !== undefined) this.obs.started?.(this.now() - at);

@@ -54,6 +54,39 @@ describe('WorkQueue', () => {
     expect(await q.get()).toBe('b');
   });
 
+  it('keeps at most normalWhileUrgent normal keys in flight while urgent keys wait or are in flight', async () => {
+    const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const q = new WorkQueue({ normalWhileUrgent: 1 });
+    for (const k of ['ttl-1', 'ttl-2', 'ttl-3']) q.add(k);
+    q.add('new-1', true);
+    expect(await q.get()).toBe('new-1');
+    expect(await q.get()).toBe('ttl-1'); // one normal slot
+    // new-1 is still in flight: a third worker waits instead of taking ttl-2
+    let third: string | undefined | null = null;
+    void q.get().then((k) => (third = k));
+    await flush();
+    expect(third).toBeNull();
+    q.add('new-2', true);
+    await flush();
+    expect(third).toBe('new-2'); // urgent work is never held back
+    let fourth: string | undefined | null = null;
+    void q.get().then((k) => (fourth = k));
+    q.done('new-1');
+    await flush();
+    expect(fourth).toBeNull(); // new-2 is in flight and ttl-1 holds the normal slot
+    q.done('ttl-1');
+    await flush();
+    expect(fourth).toBe('ttl-2'); // the slot it left
+    let fifth: string | undefined | null = null;
+    void q.get().then((k) => (fifth = k));
+    await flush();
+    expect(fifth).toBeNull();
+    q.done('new-2');
+    await flush();
+    expect(fifth).toBe('ttl-3'); // nothing urgent left: normal keys are no longer limited
+    expect(q.inFlight).toBe(2);
+  });
+
   it('deduplicates keys that are waiting', async () => {
     const q = new WorkQueue();
     q.add('a');
