@@ -72,6 +72,9 @@ it('a GC pass removes empty class parents, reports them, and leaves a parent in 
 it('close() removes the parents once nothing uses them, the root included', async () => {
   await down(`${tag}b`);
   expect(allExist(`${root}/ci`)).toBe(true);
+  // a dry run lists both levels and removes nothing
+  expect((await rt.pruneParents({ dryRun: true })).sort()).toEqual([...everywhere(`${root}/ci`), ...everywhere(root)].sort());
+  expect(allExist(`${root}/ci`)).toBe(true);
   await rt.close();
   expect(noneExist(`${root}/ci`)).toBe(true);
   expect(noneExist(root)).toBe(true);
