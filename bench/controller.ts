@@ -542,6 +542,10 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
       await profiled;
       const writes = (await envWrites(ctl)) - writes0;
       const events = (await ctl.metric('disposable_env_events_total', { result: 'created' })) - events0;
+      // Events are sent in the background and held back while the controller is busy: by the end of a burst some
+      // are still queued. Shown by result, so "not yet written" is told apart from dropped or failed.
+      const eventResults: Record<string, number> = {};
+      for (const result of ['created', 'series', 'dropped', 'failed']) eventResults[result] = await ctl.metric('disposable_env_events_total', { result });
       const perNode = new Map<string, number>();
       for (const node of obs.nodes.values()) perNode.set(node, (perNode.get(node) ?? 0) + 1);
       const b = base[n]!;
@@ -568,7 +572,7 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
       rows.push(row({ name: `watch ADDED → watch bound p50, burst of ${n} (controller's share)`, value: percentile(own, 50), unit: 'ms' }));
       rows.push(row({ name: `watch ADDED → watch bound p99, burst of ${n} (controller's share)`, value: percentile(own, 99), unit: 'ms' }));
       rows.push(row({ name: `controller API writes per env, whole lifecycle (burst of ${n})`, value: writes / n, unit: 'writes', target: '≤ 3', pass: writes / n <= 3 }));
-      rows.push(row({ name: `Events created per env (burst of ${n})`, value: events / n, unit: 'events' }));
+      rows.push(row({ name: `Events written per env by the end of the burst (burst of ${n}; the rest still queued)`, value: events / n, unit: 'events' }));
       if (n === 1000) {
         rows.push(row({ name: `envs per node, max/min over ${nodeCount} nodes (spread)`, value: Math.max(...perNode.values()) / Math.min(...perNode.values()), unit: '×', target: '≤ 1.1', pass: Math.max(...perNode.values()) / Math.min(...perNode.values()) <= 1.1 }));
       }
@@ -576,7 +580,7 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
         .split('\n')
         .filter((l) => l.startsWith('disposable_env_api_requests_total{') && l.includes('resource="disposableenvs'))
         .map((l) => l.replace('disposable_env_api_requests_total', ''));
-      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, idealP50: percentile(lo, 50), idealP99: percentile(lo, 99), apiFloorP99: percentile(b, 99), ownP50: percentile(own, 50), ownP99: percentile(own, 99), writes, events, cpuSeconds, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests };
+      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, idealP50: percentile(lo, 50), idealP99: percentile(lo, 99), apiFloorP99: percentile(b, 99), ownP50: percentile(own, 50), ownP99: percentile(own, 99), writes, events, cpuSeconds, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests, eventsSoFarByResult: eventResults };
       log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events; CPU s ${JSON.stringify(cpuSeconds)}`);
       await obs.informer.stop();
     }
