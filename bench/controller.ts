@@ -240,26 +240,31 @@ async function startController(entry: string[], kubeconfig: string, args: string
   }
 }
 
-/** Starts `count` simulated nodes in a child process (bench/controller-agents.ts); resolves once they are registered. */
-async function startAgents(kubeconfig: string, leaseNs: string, id: string, count: number, pool: string, mode: 'life' | 'passive'): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(here, 'controller-agents.ts'), kubeconfig, leaseNs, id, String(count), pool, mode], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+/**
+ * Starts one of the bench's helper scripts (bench/controller-*.ts) in a child process through tsx; resolves once it
+ * prints `ready`. It is SIGKILLed after an hour whatever happens.
+ */
+async function startScript(script: string, args: string[], what: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(here, script), ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
   const cap = setTimeout(() => child.kill('SIGKILL'), 60 * 60_000);
   cap.unref();
   child.once('exit', () => clearTimeout(cap));
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`bench: ${pool} agents not ready in 120 s`)), 120_000);
+    const t = setTimeout(() => reject(new Error(`bench: ${what} not ready in 120 s`)), 120_000);
     child.stdout?.on('data', (b: Buffer) => {
       if (b.toString().includes('ready')) {
         clearTimeout(t);
         resolve();
       }
     });
-    child.once('exit', (code) => reject(new Error(`bench: ${pool} agents exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`bench: ${what} exited with ${code}`)));
   });
   return child;
+}
+
+/** Starts `count` simulated nodes in a child process (bench/controller-agents.ts); resolves once they are registered. */
+function startAgents(kubeconfig: string, leaseNs: string, id: string, count: number, pool: string, mode: 'life' | 'passive'): Promise<ChildProcess> {
+  return startScript('controller-agents.ts', [kubeconfig, leaseNs, id, String(count), pool, mode], `${pool} agents`);
 }
 
 async function waitUntil(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<void> {
@@ -374,25 +379,8 @@ async function envWrites(ctl: ControllerProc): Promise<number> {
 const NAMESPACES = ['base', 'ideal', 'b100', 'b1000', 'cache', 'sys'];
 
 /** Starts the ideal binder (bench/controller-binder.ts) on one namespace; resolves once its watch is synced. */
-async function startBinder(kubeconfig: string, ns: string, nodePrefix: string, nodeCount: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(here, 'controller-binder.ts'), kubeconfig, ns, nodePrefix, String(nodeCount)], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const cap = setTimeout(() => child.kill('SIGKILL'), 60 * 60_000);
-  cap.unref();
-  child.once('exit', () => clearTimeout(cap));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('bench: ideal binder not ready in 120 s')), 120_000);
-    child.stdout?.on('data', (b: Buffer) => {
-      if (b.toString().includes('ready')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`bench: ideal binder exited with ${code}`)));
-  });
-  return child;
+function startBinder(kubeconfig: string, ns: string, nodePrefix: string, nodeCount: number): Promise<ChildProcess> {
+  return startScript('controller-binder.ts', [kubeconfig, ns, nodePrefix, String(nodeCount)], 'ideal binder');
 }
 
 /** SIGTERM, then SIGKILL after 30 s; resolves when the child has exited. */
