@@ -17,9 +17,9 @@ import {
   createEnv,
   envsPath,
   getEnv,
-  startController,
+  startSuite,
+  stopSuite,
   TestNodes,
-  testClient,
   waitFor,
   waitForEnv,
   waitForGone,
@@ -57,23 +57,22 @@ describe('deletion: the agent releases the finalizer, the controller only where 
   const total = (w: WriteCounts): number => Object.values(w).reduce((a, b) => a + b, 0);
 
   beforeAll(async () => {
-    client = await testClient();
-    await nodes.add('live', { runMs: 200, reclaimDelayMs: 300 });
-    await nodes.add('legacy', { runMs: 200, releaseFinalizer: false });
-    await nodes.add('dying', { hang: true, reclaimDelayMs: 600_000 });
-    ctl = await startController([
-      ...nodes.controllerScope(),
-      '--node-lease-timeout=3s',
-      '--node-lost-finalizer-grace=2s',
-      '--reclaimed-finalizer-grace=2s',
-    ]);
+    ({ client, ctl } = await startSuite(
+      nodes,
+      async () => {
+        await nodes.add('live', { runMs: 200, reclaimDelayMs: 300 });
+        await nodes.add('legacy', { runMs: 200, releaseFinalizer: false });
+        await nodes.add('dying', { hang: true, reclaimDelayMs: 600_000 });
+      },
+      [
+        '--node-lease-timeout=3s',
+        '--node-lost-finalizer-grace=2s',
+        '--reclaimed-finalizer-grace=2s',
+      ],
+    ));
   });
 
-  afterAll(async () => {
-    await ctl?.stop('SIGTERM');
-    await nodes.cleanup();
-    client?.close();
-  });
+  afterAll(() => stopSuite(nodes, { client, ctl }));
 
   it('costs the controller exactly 3 API writes per env over a whole lifecycle (bind: status + label/finalizer; TTL delete); the agent releases the finalizer', async () => {
     const names = ['w0', 'w1', 'w2', 'w3', 'w4'];

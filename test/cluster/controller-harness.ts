@@ -147,6 +147,26 @@ export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: n
   }
 }
 
+/** What a suite runs against: a client, its test nodes, one controller process scoped to them. */
+export interface Suite {
+  readonly client: KubeClient;
+  readonly ctl: ControllerProcess;
+}
+
+/** For beforeAll: a client, the nodes `addNodes` registers, then a controller scoped to them with `args`. */
+export async function startSuite(nodes: TestNodes, addNodes: () => Promise<void>, args: string[]): Promise<Suite> {
+  const client = await testClient();
+  await addNodes();
+  return { client, ctl: await startController([...nodes.controllerScope(), ...args]) };
+}
+
+/** For afterAll: SIGTERM the controller, remove the nodes, close the client (whatever startSuite got to). */
+export async function stopSuite(nodes: TestNodes, suite: Partial<Suite>): Promise<void> {
+  await suite.ctl?.stop('SIGTERM');
+  await nodes.cleanup();
+  suite.client?.close();
+}
+
 /** A client for the test cluster (not counted by any controller). */
 export async function testClient(): Promise<KubeClient> {
   return KubeClient.fromKubeConfig(kubeConfig(), { maxInFlight: 64 });

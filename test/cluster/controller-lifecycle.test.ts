@@ -15,9 +15,9 @@ import {
   envsPath,
   getEnv,
   listEvents,
-  startController,
+  startSuite,
+  stopSuite,
   TestNodes,
-  testClient,
   waitFor,
   waitForEnv,
   waitForGone,
@@ -46,26 +46,25 @@ describe('controller lifecycle backstops', () => {
   };
 
   beforeAll(async () => {
-    client = await testClient();
-    await nodes.add('live', { runMs: 300, reclaimDelayMs: 1500 });
-    await nodes.add('hang', { hang: true });
-    await nodes.add('slow', { hang: true, reclaimDelayMs: 2500 });
-    await nodes.add('silent', { passive: true });
-    await nodes.add('doomed', { hang: true });
-    ctl = await startController([
-      ...nodes.controllerScope(),
-      '--node-lease-timeout=3s',
-      '--node-lost-finalizer-grace=2s',
-      '--deadline-slack=1s',
-      '--resync-period=1s',
-    ]);
+    ({ client, ctl } = await startSuite(
+      nodes,
+      async () => {
+        await nodes.add('live', { runMs: 300, reclaimDelayMs: 1500 });
+        await nodes.add('hang', { hang: true });
+        await nodes.add('slow', { hang: true, reclaimDelayMs: 2500 });
+        await nodes.add('silent', { passive: true });
+        await nodes.add('doomed', { hang: true });
+      },
+      [
+        '--node-lease-timeout=3s',
+        '--node-lost-finalizer-grace=2s',
+        '--deadline-slack=1s',
+        '--resync-period=1s',
+      ],
+    ));
   });
 
-  afterAll(async () => {
-    await ctl?.stop('SIGTERM');
-    await nodes.cleanup();
-    client?.close();
-  });
+  afterAll(() => stopSuite(nodes, { client, ctl }));
 
   it('deletes a finished env ttlSecondsAfterFinished after its finishTime, holding the finalizer until Reclaimed=True', async () => {
     await createEnv(client, ns(), 'ttl', { nodeName: node('live'), lifecycle: { ttlSecondsAfterFinished: 2 } });

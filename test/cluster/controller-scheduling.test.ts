@@ -16,6 +16,8 @@ import {
   createEnv,
   listEvents,
   startController,
+  startSuite,
+  stopSuite,
   TestNodes,
   testClient,
   waitFor,
@@ -37,22 +39,21 @@ describe('controller scheduling', () => {
   const node = (s: string): string => nodes.node(s);
 
   beforeAll(async () => {
-    client = await testClient();
-    await nodes.add('a', { nodeLabels: { pool: 'ci' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: GiB });
-    await nodes.add('b', { nodeLabels: { pool: 'ci' }, cgroupMode: 'hybrid', controllers: ['cpu', 'memory', 'pids'], maxEnvs: 10, memoryBytes: GiB });
-    await nodes.add('c', { nodeLabels: { pool: 'batch' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: 4 * GiB });
-    ctl = await startController([
-      ...nodes.controllerScope(),
-      '--node-lease-timeout=5s',
-      '--resync-period=1s',
-    ]);
+    ({ client, ctl } = await startSuite(
+      nodes,
+      async () => {
+        await nodes.add('a', { nodeLabels: { pool: 'ci' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: GiB });
+        await nodes.add('b', { nodeLabels: { pool: 'ci' }, cgroupMode: 'hybrid', controllers: ['cpu', 'memory', 'pids'], maxEnvs: 10, memoryBytes: GiB });
+        await nodes.add('c', { nodeLabels: { pool: 'batch' }, cgroupMode: 'v2', controllers: ['cpu', 'memory', 'io', 'pids'], maxEnvs: 10, memoryBytes: 4 * GiB });
+      },
+      [
+        '--node-lease-timeout=5s',
+        '--resync-period=1s',
+      ],
+    ));
   });
 
-  afterAll(async () => {
-    await ctl?.stop('SIGTERM');
-    await nodes.cleanup();
-    client?.close();
-  });
+  afterAll(() => stopSuite(nodes, { client, ctl }));
 
   it('binds an env pinned with nodeName to that node: label, status.nodeName, phase Scheduled, Scheduled condition', async () => {
     await createEnv(client, ns(), 'pinned', { nodeName: node('b') });
