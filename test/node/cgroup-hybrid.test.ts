@@ -139,8 +139,10 @@ describeHybrid('V1Driver on the hybrid host', () => {
     expect(await d.procs(p)).toEqual([c.pid]);
     expect((await d.stats(p)).pidsCurrent).toBe(1);
     await d.freeze(p, true);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(readFileSync(path.join(layout.v2Root!, p, 'cgroup.events'), 'utf8')).toMatch(/^frozen 1$/m);
+    // the kernel sets `frozen 1` once every task has stopped: poll for it (up to 5 s) instead of guessing a delay
+    const events = (): string => readFileSync(path.join(layout.v2Root!, p, 'cgroup.events'), 'utf8');
+    for (let i = 0; i < 100 && !/^frozen 1$/m.test(events()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(events()).toMatch(/^frozen 1$/m);
     await d.freeze(p, false);
     expect(await d.kill(p, 'cgroup.kill')).toBe('cgroup.kill');
     expect(await d.waitEmpty(p, 5000)).toBe(true);

@@ -174,7 +174,7 @@ describe('run() through the shared helper', () => {
     const h = sharedHelper()!;
     const pid = h.pid!;
     process.kill(pid, 'SIGKILL'); // the helper this process started
-    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && h.alive; i++) await new Promise((r) => setTimeout(r, 50));
     expect(h.alive).toBe(false);
     const r = await run('/bin/sh', ['-c', 'echo $PPID']);
     const h2 = sharedHelper()!;
