@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { dnsLabel } from '../src/api/env.js';
 
 /** Prefix of every named host object (cgroup leaf, netns, runc container id). */
 export const HOST_PREFIX = 'denv-';
@@ -25,14 +26,14 @@ export const STATE_REGISTRY_DIR = '/run/disposable-env/statedirs';
 /** Default cgroup root under which `<class>/denv-<id>` is created. */
 export const DEFAULT_CGROUP_ROOT = 'disposable.slice';
 
-// A lowercase DNS-label-like token: fits a Kubernetes UID (36 chars) and short CLI ids.
-const CLASS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const CLASS_NAME = dnsLabel(); // spec.class
 
 /** Whether `name` can be an env class (a DNS label), i.e. a directory under the cgroup root that we made. */
 export function isClassName(name: string): boolean {
-  return CLASS_NAME.test(name);
+  return CLASS_NAME.safeParse(name).success;
 }
 
+// A lowercase DNS-label-like token: fits a Kubernetes UID (36 chars) and short CLI ids.
 const ENV_ID = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 const CGROUP_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 

@@ -160,24 +160,9 @@ export class Runtime {
     for (const h of roots) {
       for (const e of await readdir(path.join(h, this.cgroupRoot), { withFileTypes: true }).catch(() => [])) if (e.isDirectory() && isClassName(e.name)) classes.add(e.name);
     }
-    if (opts.dryRun) {
-      const childDirs = async (d: string): Promise<string[] | undefined> => (await readdir(d, { withFileTypes: true }).catch(() => undefined))?.filter((k) => k.isDirectory()).map((k) => k.name);
-      const out: string[] = [];
-      for (const h of roots) {
-        const top = path.join(h, this.cgroupRoot);
-        const kids = await childDirs(top);
-        if (kids === undefined) continue;
-        const empty = new Set<string>();
-        for (const c of kids) if (classes.has(c) && (await childDirs(path.join(top, c)))?.length === 0) empty.add(c);
-        out.push(...[...empty].map((c) => path.join(top, c)));
-        // the root goes too once every child is an empty class and no process is in it
-        const procs = await readFile(path.join(top, 'cgroup.procs'), 'utf8').catch(() => 'unknown');
-        if (kids.every((c) => empty.has(c)) && procs.trim() === '') out.push(top);
-      }
-      return out;
-    }
+    const wouldRemove = opts.dryRun ? new Set<string>() : undefined;
     const gone: string[] = [];
-    for (const c of [...classes].sort()) gone.push(...(await removeEmptyLevels(roots, `${this.cgroupRoot}/${c}`, this.cgroupRootKeepLevels)));
+    for (const c of [...classes].sort()) gone.push(...(await removeEmptyLevels(roots, `${this.cgroupRoot}/${c}`, this.cgroupRootKeepLevels, wouldRemove)));
     return [...new Set(gone)];
   }
 

@@ -5,6 +5,7 @@
  * leftover, never adopted silently); parents are shared between envs and are
  * removed only when empty.
  */
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CgroupError, mkdirCgroup, removeCgroupDir, removeIfUnused, exists } from './fs.js';
 import type { CreateHooks } from './types.js';
@@ -169,15 +170,29 @@ export async function removeTreeEverywhere(
  * still uses stays (EBUSY); a create that loses its parent this way starts its
  * tree again from the top (makeTree). The top `keepLevels` levels are never
  * touched (the part of a configured cgroup root above its last segment is not
- * ours). Returns the directories this call removed.
+ * ours). With `wouldRemove` nothing is removed: a directory counts as removed
+ * (and is added to the set) when its only child directories are in the set
+ * and no process is in it, so one set shared by several calls answers as the
+ * real calls in the same order would. Returns the directories this call
+ * removed (or would remove).
  */
-export async function removeEmptyLevels(hierarchyRoots: readonly string[], relDir: string, keepLevels = 0): Promise<string[]> {
+export async function removeEmptyLevels(hierarchyRoots: readonly string[], relDir: string, keepLevels = 0, wouldRemove?: Set<string>): Promise<string[]> {
   const lv = levels(hierarchyRoots, relDir);
   const removed: string[] = [];
+  const remove = wouldRemove ? (dir: string) => removableGiven(dir, wouldRemove) : removeIfUnused;
   for (let i = lv.length - 1; i >= keepLevels; i--) {
     // only what this call removed counts (a level that was not there is not reported)
-    const gone = await Promise.all((lv[i] ?? []).map(async (dir) => ((await exists(dir)) && (await removeIfUnused(dir)) ? dir : undefined)));
+    const gone = await Promise.all((lv[i] ?? []).map(async (dir) => ((await exists(dir)) && (await remove(dir)) ? dir : undefined)));
     for (const d of gone) if (d !== undefined) removed.push(d);
   }
   return removed;
+}
+
+/** What rmdir of `dir` would do once the directories in `removed` are gone; a yes is added to `removed`. */
+async function removableGiven(dir: string, removed: Set<string>): Promise<boolean> {
+  const kids = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const procs = await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => 'unknown');
+  const ok = kids.every((k) => !k.isDirectory() || removed.has(path.join(dir, k.name))) && procs.trim() === '';
+  if (ok) removed.add(dir);
+  return ok;
 }
