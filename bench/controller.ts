@@ -526,14 +526,14 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
       await waitUntil(`burst ${n} deleted`, () => obs.informer.size === 0, 300_000, 200).catch((err: unknown) => {
         throw new Error(`${(err as Error).message}; left: ${leftovers(obs)}; controller log tail:\n${ctl!.logs.slice(-10).join('\n')}`);
       });
-      const cpuSeconds = cpu.stop();
+      const cpuUsed = cpu.stop();
       await profiled;
       const writes = (await envWrites(ctl)) - writes0;
-      const events = (await ctl.metric('disposable_env_events_total', { result: 'created' })) - events0;
       // Events are sent in the background and held back while the controller is busy: by the end of a burst some
       // are still queued. Shown by result, so "not yet written" is told apart from dropped or failed.
       const eventResults: Record<string, number> = {};
       for (const result of ['created', 'series', 'dropped', 'failed']) eventResults[result] = await ctl.metric('disposable_env_events_total', { result });
+      const events = eventResults.created! - events0;
       const perNode = new Map<string, number>();
       for (const node of obs.nodes.values()) perNode.set(node, (perNode.get(node) ?? 0) + 1);
       const b = base[n]!;
@@ -568,8 +568,8 @@ export async function benchController(opts: BenchControllerOptions = {}): Promis
         .split('\n')
         .filter((l) => l.startsWith('disposable_env_api_requests_total{') && l.includes('resource="disposableenvs'))
         .map((l) => l.replace('disposable_env_api_requests_total', ''));
-      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, idealP50: percentile(lo, 50), idealP99: percentile(lo, 99), apiFloorP99: percentile(b, 99), ownP50: percentile(own, 50), ownP99: percentile(own, 99), writes, events, cpuSeconds, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests, eventsSoFarByResult: eventResults };
-      log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events; CPU s ${JSON.stringify(cpuSeconds)}`);
+      meta[`burst${n}`] = { createMs: Math.round(createMs), boundP50: p50, boundP99: p99, idealP50: percentile(lo, 50), idealP99: percentile(lo, 99), apiFloorP99: percentile(b, 99), ownP50: percentile(own, 50), ownP99: percentile(own, 99), writes, events, cpuSeconds: cpuUsed, perNode: Object.fromEntries(perNode), controllerEnvRequestsSoFar: requests, eventsSoFarByResult: eventResults };
+      log(verbose, `burst ${n}: bound p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms (create took ${createMs.toFixed(0)} ms); ${writes} controller writes, ${events} events; CPU s ${JSON.stringify(cpuUsed)}`);
       await obs.informer.stop();
     }
 

@@ -121,7 +121,7 @@ class Bench {
    * so the launcher's cost is the same on both sides.
    * `between` runs after each sample: our own cycles go there, so both sides see the same machine load.
    */
-  async bareRunc(between: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[]; supervised: number[] }> {
+  async baselines(between: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[]; supervised: number[] }> {
     const tmplId = this.id();
     const tmpl = await this.rt.create({ id: tmplId, name: tmplId, spec: spec(['/bin/sleep', '1000']) });
     const cfg = JSON.parse(readFileSync(envPaths(this.rt.stateDir, tmplId).config, 'utf8')) as {
@@ -377,7 +377,7 @@ export async function benchNode(): Promise<BenchTable> {
     const create: number[] = [];
     const teardown: number[] = [];
     // interleaved with the baselines, sample by sample: a load change on the machine hits both sides alike
-    const bare = await b.bareRunc(async () => {
+    const bare = await b.baselines(async () => {
       const c = await b.cycle(['/bin/sleep', '1000']);
       create.push(c.create);
       teardown.push(c.teardown);
