@@ -17,6 +17,7 @@ import {
   createEnv,
   envsPath,
   getEnv,
+  settled,
   startSuite,
   stopSuite,
   TestNodes,
@@ -101,8 +102,7 @@ describe('deletion: the agent releases the finalizer, the controller only where 
     await waitForGone(client, ns(), 'legacy', 10_000);
     expect(Date.now() - seenAt).toBeGreaterThanOrEqual(800);
     // counted once the controller has the patch's answer, which can come a moment after the object is gone
-    await waitFor(async () => (await ctl.metric('disposable_env_backstop_actions_total', { action: 'finalizer_released_reclaimed' })) >= 1 || undefined, { timeoutMs: 5_000, what: 'release counted' }).catch(() => undefined);
-    expect(await ctl.metric('disposable_env_backstop_actions_total', { action: 'finalizer_released_reclaimed' })).toBe(1);
+    expect(await settled(() => ctl.metric('disposable_env_backstop_actions_total', { action: 'finalizer_released_reclaimed' }), (n) => n >= 1, 5_000)).toBe(1);
     expect(delta(before, await writes())).toEqual({ 'apply disposableenvs/status': 1, 'apply disposableenvs': 1, 'delete disposableenvs': 1, 'patch disposableenvs': 1 });
   });
 
@@ -117,8 +117,7 @@ describe('deletion: the agent releases the finalizer, the controller only where 
     await waitForGone(client, ns(), 'midway', 20_000);
     // Lease timeout 3 s (from the last renewal, ≤ 0.5 s before the kill) + grace 2 s.
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(4_000);
-    await waitFor(async () => (await ctl.metric('disposable_env_backstop_actions_total', { action: 'finalizer_released_node_lost' })) >= 1 || undefined, { timeoutMs: 5_000, what: 'release counted' }).catch(() => undefined);
-    expect(await ctl.metric('disposable_env_backstop_actions_total', { action: 'finalizer_released_node_lost' })).toBe(1);
+    expect(await settled(() => ctl.metric('disposable_env_backstop_actions_total', { action: 'finalizer_released_node_lost' }), (n) => n >= 1, 5_000)).toBe(1);
   });
 
   it('never hangs for an env no agent could see: the finalizer a manifest brought along is released at once', async () => {

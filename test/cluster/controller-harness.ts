@@ -147,6 +147,20 @@ export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: n
   }
 }
 
+/**
+ * Reads `read()` every `everyMs` until `done` holds for the value or `timeoutMs` passes, and returns the last
+ * value either way: for something that arrives a moment after what the test waited for (Events sent in the
+ * background, a counter bumped on an answer), so the caller's own assertion reports what was there.
+ */
+export async function settled<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 10_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 /** What a suite runs against: a client, its test nodes, one controller process scoped to them. */
 export interface Suite {
   readonly client: KubeClient;

@@ -15,6 +15,7 @@ import {
   envsPath,
   getEnv,
   listEvents,
+  settled,
   startSuite,
   stopSuite,
   TestNodes,
@@ -77,13 +78,10 @@ describe('controller lifecycle backstops', () => {
     expect(cond(deleting, 'Reclaimed')?.status).not.toBe('True');
     await waitForGone(client, ns(), 'ttl', 10_000);
     // Events are sent in the background (held back while the controller is busy): wait for them.
-    const events = await waitFor(
-      async () => {
-        const reasons = (await listEvents(client, ns())).filter((e) => e.regarding === 'ttl').map((e) => e.reason);
-        return reasons.includes('Scheduled') && reasons.includes('TTLExpired') ? reasons : undefined;
-      },
-      { timeoutMs: 10_000, what: 'Scheduled and TTLExpired events' },
-    ).catch(async () => (await listEvents(client, ns())).filter((e) => e.regarding === 'ttl').map((e) => e.reason));
+    const events = await settled(
+      async () => (await listEvents(client, ns())).filter((e) => e.regarding === 'ttl').map((e) => e.reason),
+      (reasons) => reasons.includes('Scheduled') && reasons.includes('TTLExpired'),
+    );
     expect(events).toEqual(expect.arrayContaining(['Scheduled', 'TTLExpired']));
   });
 
@@ -175,14 +173,10 @@ describe('controller lifecycle backstops', () => {
     await client.delete(envsPath(ns(), 'orphan'));
     await waitForGone(client, ns(), 'orphan', 10_000);
     // Events are sent in the background (held back while the controller is busy): wait for them.
-    const orphanEvents = async (): Promise<Awaited<ReturnType<typeof listEvents>>> => (await listEvents(client, ns())).filter((e) => e.regarding === 'orphan');
-    const events = await waitFor(
-      async () => {
-        const evs = await orphanEvents();
-        return evs.some((e) => e.reason === 'NodeLost') && evs.some((e) => e.reason === 'FinalizerReleased') ? evs : undefined;
-      },
-      { timeoutMs: 10_000, what: 'NodeLost and FinalizerReleased events' },
-    ).catch(orphanEvents);
+    const events = await settled(
+      async () => (await listEvents(client, ns())).filter((e) => e.regarding === 'orphan'),
+      (evs) => evs.some((e) => e.reason === 'NodeLost') && evs.some((e) => e.reason === 'FinalizerReleased'),
+    );
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['NodeLost', 'FinalizerReleased']));
     expect(events.find((e) => e.reason === 'FinalizerReleased')?.type).toBe('Warning');
   });

@@ -16,6 +16,7 @@ import {
   createEnv,
   listEvents,
   startController,
+  settled,
   startSuite,
   stopSuite,
   TestNodes,
@@ -143,10 +144,8 @@ describe('controller scheduling', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(await writes()).toBe(before);
     expect(await ctl.metric('disposable_env_reconciles_total', { result: 'invalid' })).toBeGreaterThan(invalidBefore);
-    const invalid = async (): Promise<Awaited<ReturnType<typeof listEvents>>> => (await listEvents(client, ns())).filter((ev) => ev.regarding === 'tiny' && ev.reason === 'InvalidSpec');
     // Events are sent in the background: wait for the first, then check no second one was made.
-    await waitFor(async () => ((await invalid()).length > 0 ? true : undefined), { timeoutMs: 10_000, what: 'InvalidSpec event' }).catch(() => undefined);
-    const invalidEvents = await invalid();
+    const invalidEvents = await settled(async () => (await listEvents(client, ns())).filter((ev) => ev.regarding === 'tiny' && ev.reason === 'InvalidSpec'), (evs) => evs.length > 0);
     expect(invalidEvents).toHaveLength(1);
   });
 });
