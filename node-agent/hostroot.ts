@@ -26,6 +26,7 @@
  * while the caller says the state dir has no live env, under the lock.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pidAlive, run } from './exec.js';
@@ -105,8 +106,15 @@ export class HostRoot {
    */
   private async stillOurs(): Promise<boolean> {
     if (this.known === undefined) return false;
-    if (await stat(this.paths.lock).then(() => true, () => false)) return false;
-    if ((await readFile(this.paths.marker, 'utf8').catch(() => undefined)) !== this.known) return false;
+    // two small reads on every create: synchronous, cheaper than two thread-pool round trips
+    if (existsSync(this.paths.lock)) return false;
+    let marker: string | undefined;
+    try {
+      marker = readFileSync(this.paths.marker, 'utf8');
+    } catch {
+      marker = undefined;
+    }
+    if (marker !== this.known) return false;
     if (Date.now() - this.touchedAt > TOUCH_EVERY_MS) await this.touch();
     return true;
   }

@@ -4,7 +4,8 @@
  * `<dir>/<start>` with O_EXCL — atomic across processes and state dirs — and
  * released by unlinking it once the env's processes are gone.
  */
-import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** First host id handed out; far above the usual /etc/subuid ranges (100000 + 65536·users). */
@@ -30,7 +31,16 @@ export function slotStart(n: number): number {
 const nextHint = new Map<string, number>();
 
 /** Reserve a free slot for `owner` (written into the file for the GC pass). */
-export async function reserveIdRange(dir: string, owner: string, size: number): Promise<IdReservation> {
+export function reserveIdRange(dir: string, owner: string, size: number): Promise<IdReservation> {
+  try {
+    return Promise.resolve(reserveSync(dir, owner, size));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+/** reserveIdRange's work: a few synchronous calls (one O_EXCL create, usually), cheaper than thread-pool round trips. */
+function reserveSync(dir: string, owner: string, size: number): IdReservation {
   if (size < 1 || size > SLOT_SIZE) throw new Error(`idmap: size ${size} out of range 1..${SLOT_SIZE}`);
   let madeDir = false;
   // start after the slot this process took last (wrapping), so a host with many envs is not scanned from 0 each time
@@ -40,7 +50,7 @@ export async function reserveIdRange(dir: string, owner: string, size: number): 
     const start = slotStart(n);
     const file = path.join(dir, String(start));
     try {
-      await writeFile(file, `${owner}\n`, { flag: 'wx', mode: 0o600 });
+      writeFileSync(file, `${owner}\n`, { flag: 'wx', mode: 0o600 });
       nextHint.set(dir, (n + 1) % MAX_SLOTS);
       return { start, size, file };
     } catch (err) {
@@ -48,7 +58,7 @@ export async function reserveIdRange(dir: string, owner: string, size: number): 
       if (code === 'ENOENT' && !madeDir) {
         madeDir = true;
         // the directory is made on first use (checking it every time costs a syscall per env)
-        await mkdir(dir, { recursive: true, mode: 0o700 });
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
         i--;
         continue;
       }

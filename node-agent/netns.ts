@@ -1,6 +1,6 @@
 /**
  * The env's network namespace: created by the runtime itself as a named netns
- * (`ip netns add denv-<id>`, a handle under /run/netns) with loopback up, handed
+ * (like `ip netns add denv-<id>`: a handle under /run/netns) with loopback up, handed
  * to runc by path, and deleted in teardown. Traffic counters for idle detection
  * come from /proc/<pid>/net/dev of a process inside it.
  */
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseNetDev } from '../src/core/procfs.js';
 import { run } from './exec.js';
 import { netnsPath } from './names.js';
+import { sharedHelper } from './spawner.js';
 
 const TIMEOUT = 10_000;
 
@@ -31,12 +32,13 @@ export interface NetnsTools {
 }
 
 /**
- * Create netns `name` with `lo` up, in one process: `unshare --net=FILE`
- * makes a new network namespace persistent by bind-mounting it on
- * `/run/netns/<name>` (exactly what `ip netns add` leaves behind, so `ip netns`
- * lists and deletes it) and then execs `ip link set lo up` inside it. The
- * handle file is created with O_EXCL first, so an existing netns of that name
- * is never reused. If anything fails, the netns is deleted again.
+ * Create netns `name` with `lo` up. The handle file is created with O_EXCL
+ * first, so an existing netns of that name is never reused; the namespace is
+ * then bind-mounted on it (exactly what `ip netns add` leaves behind, so
+ * `ip netns` lists and deletes it). With the spawn helper a child of the
+ * helper does it in three system calls; without one, `unshare --net=FILE`
+ * makes it and execs `ip link set lo up` inside. If anything fails, the netns
+ * is deleted again.
  */
 export async function createNetns(tools: NetnsTools, name: string): Promise<void> {
   const file = netnsPath(name);
@@ -44,11 +46,29 @@ export async function createNetns(tools: NetnsTools, name: string): Promise<void
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
   writeFileSync(file, '', { flag: 'wx', mode: 0o444 });
   try {
-    await run(tools.unshare, [`--net=${file}`, '--', tools.ip, 'link', 'set', 'lo', 'up'], { timeoutMs: TIMEOUT });
+    if (!(await viaHelper(file, name))) {
+      await run(tools.unshare, [`--net=${file}`, '--', tools.ip, 'link', 'set', 'lo', 'up'], { timeoutMs: TIMEOUT });
+    }
   } catch (err) {
     await deleteNetns(tools.ip, name).catch(() => undefined);
     throw err;
   }
+}
+
+/** The netns made by the spawn helper; false when there is no helper (or one built without netns support). */
+async function viaHelper(file: string, name: string): Promise<boolean> {
+  const helper = sharedHelper();
+  if (!helper) return false;
+  let r;
+  try {
+    r = await helper.run({ file, args: [], timeoutMs: TIMEOUT, netns: true });
+  } catch {
+    return false; // the helper died under us
+  }
+  if (r.state === 'error') return false;
+  if (r.timedOut) throw new Error(`netns: creating ${name} timed out after ${TIMEOUT} ms`);
+  if (r.exitCode !== 0) throw new Error(`netns: cannot create ${name}: ${r.stderr.trim() || `exit ${r.exitCode ?? `signal ${r.signal}`}`}`);
+  return true;
 }
 
 /** Delete netns `name`; a netns that does not exist counts as deleted. Verifies the handle is gone. */

@@ -8,7 +8,8 @@
  * that, every resource is journaled before it is created; any failure tears
  * down what the journal lists, so creation is all-or-nothing.
  */
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec } from '../src/api/env.js';
 import type { Phase } from '../src/api/constants.js';
@@ -353,26 +354,29 @@ export class Runtime {
     // All of them settle before anything is judged, so a failure never starts a teardown while a sibling is
     // still making something; and a step that hangs ends the create with its name instead of hanging it.
     await settleAll(BUILD_STEPS_TIMEOUT_MS, () => [...pending], [
-      ns.includes('user')
-        ? step('idRange', async () => {
-            idRange = await this.reserveIds(id, spec, made);
-          })
-        : undefined,
-      step('cgroup', () => this.makeCgroup(record, made)),
+      // first: the spawn helper makes the netns while the steps below run their synchronous calls here
       netns
         ? step('netns', async () => {
             await createNetns(tools, netns);
             made.push({ kind: 'netns', hostId: netnsPath(netns), madeByUs: true });
           })
         : undefined,
+      ns.includes('user')
+        ? step('idRange', async () => {
+            idRange = await this.reserveIds(id, spec, made);
+          })
+        : undefined,
+      step('cgroup', () => this.makeCgroup(record, made)),
       hostRoot
         ? step('rootfs', async () => {
             rootfsPath = await this.hostRoot.acquire();
           })
         : undefined,
-      step('dirs', async () => {
-        await mkdir(p.bundle, { recursive: true, mode: 0o711 });
-        await Promise.all([mkdir(p.exitDir, { recursive: true, mode: 0o700 }), mkdir(p.socketDir, { recursive: true, mode: 0o700 })]);
+      step('dirs', () => {
+        mkdirSync(p.bundle, { recursive: true, mode: 0o711 });
+        mkdirSync(p.exitDir, { recursive: true, mode: 0o700 });
+        mkdirSync(p.socketDir, { recursive: true, mode: 0o700 });
+        return Promise.resolve();
       }),
     ]);
     await step('bundle', async () => {

@@ -1,0 +1,103 @@
+/**
+ * Creating and deleting an env's named network namespace, for real: through
+ * the spawn helper (a forked child of it unshares, bind-mounts and sets lo up)
+ * and through the fallback without a helper (unshare(1) + ip(8)). Both must
+ * leave what `ip netns add` leaves: a nsfs bind mount on /run/netns/<name>
+ * holding a namespace that is not the host's, with lo up.
+ */
+import { execa } from 'execa';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createNetns, deleteNetns, netnsExists } from '../../node-agent/netns.js';
+import { hostName, netnsPath } from '../../node-agent/names.js';
+import { closeSharedHelper, sharedHelper } from '../../node-agent/spawner.js';
+import { parseMountinfo } from '../../src/core/procfs.js';
+import { checkLeaksAfterAll, testId } from './helpers.js';
+
+const tools = { ip: 'ip', unshare: 'unshare' };
+const made: string[] = [];
+checkLeaksAfterAll([]);
+
+afterAll(async () => {
+  for (const n of made) await deleteNetns(tools.ip, n).catch(() => undefined);
+  closeSharedHelper();
+});
+
+function fresh(): string {
+  const n = hostName(testId());
+  made.push(n);
+  return n;
+}
+
+/** What a test expects of a live named netns. */
+async function expectLiveNetns(name: string): Promise<void> {
+  const file = netnsPath(name);
+  const mount = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === file);
+  expect(mount.map((m) => m.fsType)).toEqual(['nsfs']);
+  // a namespace of its own: the handle's inode is not the host's netns inode
+  expect(statSync(file).ino).not.toBe(statSync('/proc/self/ns/net').ino);
+  const lo = await execa('ip', ['-n', name, '-o', 'link', 'show', 'lo'], { timeout: 10_000 });
+  expect(String(lo.stdout)).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+  const links = await execa('ip', ['-n', name, '-o', 'link', 'show'], { timeout: 10_000 });
+  expect(String(links.stdout).trim().split('\n')).toHaveLength(1); // nothing but lo
+  const listed = await execa('ip', ['netns', 'list'], { timeout: 10_000 });
+  expect(String(listed.stdout)).toContain(name);
+}
+
+describe('named netns', () => {
+  it('through the spawn helper: a nsfs mount of a new namespace with lo up; delete removes mount and handle', async () => {
+    expect(sharedHelper()).toBeDefined();
+    const name = fresh();
+    await createNetns(tools, name);
+    await expectLiveNetns(name);
+    await deleteNetns(tools.ip, name);
+    expect(await netnsExists(name)).toBe(false);
+    expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === netnsPath(name))).toBe(false);
+  });
+
+  it('the helper op itself answers exit 0, and names the failing step otherwise', async () => {
+    const h = sharedHelper()!;
+    const name = fresh();
+    const file = netnsPath(name);
+    writeFileSync(file, '', { flag: 'wx', mode: 0o444 });
+    expect(await h.run({ file, args: [], timeoutMs: 10_000, netns: true })).toMatchObject({ state: 'exit', exitCode: 0, stderr: '' });
+    await expectLiveNetns(name);
+    await deleteNetns(tools.ip, name);
+    const missing = `${file}-no-such-dir/handle`;
+    const r = await h.run({ file: missing, args: [], timeoutMs: 10_000, netns: true });
+    expect(r).toMatchObject({ state: 'exit', exitCode: 11 });
+    expect(r.stderr).toContain(`mount --bind /proc/self/ns/net ${missing}: No such file or directory`);
+  });
+
+  it('two creates give two different namespaces', async () => {
+    const a = fresh();
+    const b = fresh();
+    await Promise.all([createNetns(tools, a), createNetns(tools, b)]);
+    expect(statSync(netnsPath(a)).ino).not.toBe(statSync(netnsPath(b)).ino);
+    await Promise.all([deleteNetns(tools.ip, a), deleteNetns(tools.ip, b)]);
+  });
+
+  it('refuses a name that already exists and leaves the existing netns as it was', async () => {
+    const name = fresh();
+    await createNetns(tools, name);
+    const ino = statSync(netnsPath(name)).ino;
+    await expect(createNetns(tools, name)).rejects.toThrow(/EEXIST/);
+    expect(statSync(netnsPath(name)).ino).toBe(ino);
+    await expectLiveNetns(name);
+    await deleteNetns(tools.ip, name);
+  });
+
+  it('without a helper (DENV_SPAWN_HELPER=off) unshare + ip make the same thing', async () => {
+    closeSharedHelper();
+    process.env.DENV_SPAWN_HELPER = 'off';
+    try {
+      expect(sharedHelper()).toBeUndefined();
+      const name = fresh();
+      await createNetns(tools, name);
+      await expectLiveNetns(name);
+      await deleteNetns(tools.ip, name);
+      expect(await netnsExists(name)).toBe(false);
+    } finally {
+      delete process.env.DENV_SPAWN_HELPER;
+    }
+  });
+});
