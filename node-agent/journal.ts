@@ -20,7 +20,7 @@
  * (e.g. the stop request), never by writing the journal.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasync, fsync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fdatasync, fsync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec, Usage } from '../src/api/env.js';
@@ -221,6 +221,8 @@ export class Journal {
   readonly stateDir: string;
   readonly envsDir: string;
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** What {@link liveNamed} needs of each record, keyed by env id, with the file's identity when read. */
+  private readonly summaries = new Map<string, { key: string; name: string; phase: Phase; finished: boolean }>();
 
   constructor(stateDir: string) {
     this.stateDir = path.resolve(stateDir);
@@ -274,6 +276,50 @@ export class Journal {
       throw new JournalCorruptError(file, err);
     }
     return parseRecord(file, text);
+  }
+
+  /**
+   * The unfinished env named `name` in this state dir, if any (preflight's name
+   * check). One readdir and a stat per env; a record is read and parsed only
+   * when its file changed since this process last looked. Every write replaces
+   * the file (a new inode), so inode, size and mtime tell a change. A record
+   * that cannot be read is skipped, as {@link list} reports it apart.
+   */
+  liveNamed(name: string): { id: string; phase: Phase } | undefined {
+    let ids: string[];
+    try {
+      ids = readdirSync(this.envsDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const present = new Set<string>();
+    let found: { id: string; phase: Phase } | undefined;
+    for (const id of ids) {
+      if (!isEnvId(id)) continue;
+      present.add(id);
+      const st = statSync(this.file(id), { bigint: true, throwIfNoEntry: false });
+      if (!st) continue;
+      const key = `${st.ino}:${st.size}:${st.mtimeNs}`;
+      let s = this.summaries.get(id);
+      if (s?.key !== key) {
+        let r: EnvRecord | undefined;
+        try {
+          r = this.readNow(id);
+        } catch {
+          r = undefined;
+        }
+        if (!r) {
+          this.summaries.delete(id);
+          continue;
+        }
+        s = { key, name: r.name, phase: r.phase, finished: isFinished(r) };
+        this.summaries.set(id, s);
+      }
+      if (!found && s.name === name && !s.finished) found = { id, phase: s.phase };
+    }
+    for (const id of this.summaries.keys()) if (!present.has(id)) this.summaries.delete(id);
+    return found;
   }
 
   /** {@link read}, synchronously: for read-modify-write, where a thread-pool hop costs more than the read. */

@@ -222,7 +222,7 @@ export class Runtime {
       problems.push(...((err as PreflightError).problems ?? [(err as Error).message]));
     }
     problems.push(...(await this.specProblems(req.spec)));
-    const live = (await this.journal.list()).records.find((r) => r.name === req.name && !isFinished(r));
+    const live = this.journal.liveNamed(req.name);
     if (live) problems.push(`an env named ${req.name} is already ${live.phase} in ${this.stateDir} (id ${live.id})`);
     if (problems.length) throw new PreflightError(problems);
   }

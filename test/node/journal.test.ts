@@ -42,6 +42,34 @@ describe('Journal', () => {
     await expect(j.begin(init('a1'))).rejects.toThrow(/EEXIST/);
   });
 
+  it('liveNamed finds the unfinished env of a name, and sees writes made through another Journal (another process)', async () => {
+    const j = fresh();
+    const other = new Journal(j.stateDir);
+    expect(j.liveNamed('build-1')).toBeUndefined(); // no envs/ yet
+    await j.begin({ ...init('n1'), name: 'web' });
+    await j.begin({ ...init('n2'), name: 'build-1' });
+    expect(j.liveNamed('build-1')).toEqual({ id: 'n2', phase: 'Creating' });
+    expect(j.liveNamed('web')).toEqual({ id: 'n1', phase: 'Creating' });
+    expect(j.liveNamed('api')).toBeUndefined();
+    // finished elsewhere: the cached summary must not survive the file's change
+    await other.update('n2', (r) => {
+      r.phase = 'Running';
+    });
+    expect(j.liveNamed('build-1')).toEqual({ id: 'n2', phase: 'Running' });
+    await other.update('n2', (r) => {
+      r.phase = 'Succeeded';
+    });
+    expect(j.liveNamed('build-1')).toBeUndefined();
+    // a name is free again once its env finished; a new env may take it
+    await other.begin({ ...init('n3'), name: 'build-1' });
+    expect(j.liveNamed('build-1')).toEqual({ id: 'n3', phase: 'Creating' });
+    // an unreadable record is skipped (list() reports it as incomplete), a removed one forgotten
+    writeFileSync(j.file('n3'), '{torn');
+    expect(j.liveNamed('build-1')).toBeUndefined();
+    rmSync(path.dirname(j.file('n1')), { recursive: true });
+    expect(j.liveNamed('web')).toBeUndefined();
+  });
+
   it('rejects ids that could escape the state dir', async () => {
     const j = fresh();
     await expect(j.begin(init('../x'))).rejects.toThrow(/invalid env id/);

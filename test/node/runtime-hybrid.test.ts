@@ -364,6 +364,22 @@ describe('denv run on the hybrid host', () => {
     expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${sd}/`))).toEqual([]);
   });
 
+  it('refuses a second live env of the same name in a state dir, before touching the host; the name is free again once the first finished', async () => {
+    const sd = stateDir(dirs);
+    const rt = await Runtime.open({ stateDir: sd });
+    const spec = parseSpec({ workload: { command: ['/bin/sleep', '60'] } });
+    const first = await rt.create({ name: 'twice', spec, id: testId() });
+    const second = testId();
+    await expect(rt.create({ name: 'twice', spec, id: second })).rejects.toThrow(`an env named twice is already Running in ${rt.stateDir} (id ${first.id})`);
+    expect((await rt.journal.list()).records.map((r) => r.id)).toEqual([first.id]); // nothing journaled, nothing made
+    await rt.killAll(first);
+    expect((await rt.finish(first.id)).phase).toBe('Failed');
+    const again = await rt.create({ name: 'twice', spec: parseSpec({ workload: { command: ['/bin/true'] } }), id: second });
+    expect(again.phase).toBe('Running');
+    expect((await supervise(rt, second, { intervalMs: 100 })).reason).toBe('Completed');
+    expect(await rt.close()).toBe(true);
+  });
+
   it('best effort runs a spec with memory.high on v1 and reports what was not enforced', async () => {
     const sd = stateDir(dirs);
     const m = manifest(work, 'besteffort', {
