@@ -110,7 +110,11 @@ export interface EnvRecord {
   stats?: CgroupStats;
   logTail?: string;
   leaks?: LeakReport[];
-  /** Milliseconds spent in each create/teardown step (createToRunning, teardown, cgroup, netns, …). */
+  /**
+   * Milliseconds spent in each create/teardown step, create's to 0.1 ms: preflight, journalBegin, the
+   * parallel steps (idRange, cgroup, netns, rootfs, dirs) and `prepare` for all of them together, bundle,
+   * runcCreate (conmon + `runc create`), runcStart, createToRunning (from after preflight); teardown.
+   */
   timings?: Record<string, number>;
   /** How the created container was started: runc's exec fifo directly, or `runc start` (fallback). */
   startedBy?: 'fifo' | 'runc start';
