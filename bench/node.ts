@@ -41,6 +41,8 @@ const SAMPLES = Number(process.env.BENCH_NODE_SAMPLES ?? 30);
 const MEM_ENVS = Number(process.env.BENCH_NODE_ENVS ?? 100);
 const GC_ORPHANS = 1000;
 const BASE_RUNC_ROOT = '/run/disposable-env-bench/runc';
+/** Pause before every measured create, ours and the baselines alike (see Bench.baselines). */
+const SETTLE_MS = Number(process.env.BENCH_NODE_SETTLE_MS ?? 50);
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const sleep = (n: number): Promise<void> => new Promise((r) => setTimeout(r, n));
@@ -119,73 +121,98 @@ class Bench {
    * Bare runc on the config our runtime generated for a template env (rootfs kept mounted by that env),
    * started the way the runtime starts its programs (node-agent/exec.ts: the spawn helper when built),
    * so the launcher's cost is the same on both sides.
-   * `between` runs after each sample: our own cycles go there, so both sides see the same machine load.
+   * `ours` is our own create+teardown cycle. Sample by sample, the four are taken in an order that
+   * rotates each round, each after the same pause ({@link SETTLE_MS}), so no side always follows the
+   * same predecessor: on this VM a create right after an idle spell or right after another runtime's
+   * teardown (async netns cleanup in the kernel) is several ms slower, and a fixed order charged that
+   * to whoever came next.
    */
-  async baselines(between: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[]; supervised: number[] }> {
+  async baselines(ours: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[]; supervised: number[] }> {
     const tmplId = this.id();
     const tmpl = await this.rt.create({ id: tmplId, name: tmplId, spec: spec(['/bin/sleep', '1000']) });
     const cfg = JSON.parse(readFileSync(envPaths(this.rt.stateDir, tmplId).config, 'utf8')) as {
       root: { path: string };
       linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] };
     };
+    cfg.linux.namespaces = cfg.linux.namespaces.map((n) => ({ type: n.type })); // runc makes the netns itself
     const create: number[] = [];
     const run: number[] = [];
     const teardown: number[] = [];
     const supervised: number[] = [];
     const runc = tmpl.runtime.runc;
+    /** A fresh bundle dir with the template config, its cgroup named after the container. */
+    const bundleFor = (cid: string): string => {
+      const bundle = path.join(this.work, cid);
+      mkdirSync(bundle);
+      cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${cid}`);
+      writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
+      return bundle;
+    };
+    const settle = (): Promise<void> => sleep(SETTLE_MS);
     try {
       for (let i = 0; i < SAMPLES; i++) {
         const cid = `rb-${this.tag}-${i}`;
-        const bundle = path.join(this.work, cid);
-        mkdirSync(bundle);
-        cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${cid}`);
-        cfg.linux.namespaces = cfg.linux.namespaces.map((n) => ({ type: n.type })); // runc makes the netns itself
-        writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
-        let t = process.hrtime.bigint();
-        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'create', '--bundle', bundle, cid], { timeoutMs: TIMEOUT, discardOutput: true });
-        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'start', cid], { timeoutMs: TIMEOUT, discardOutput: true });
-        create.push(ms(t));
-        t = process.hrtime.bigint();
-        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', cid], { timeoutMs: TIMEOUT, discardOutput: true });
-        teardown.push(ms(t));
+        // `runc create` + `runc start`, then its teardown: `runc delete --force`
+        const createStart = async (): Promise<void> => {
+          const bundle = bundleFor(cid);
+          await settle();
+          let t = process.hrtime.bigint();
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'create', '--bundle', bundle, cid], { timeoutMs: TIMEOUT, discardOutput: true });
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'start', cid], { timeoutMs: TIMEOUT, discardOutput: true });
+          create.push(ms(t));
+          t = process.hrtime.bigint();
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', cid], { timeoutMs: TIMEOUT, discardOutput: true });
+          teardown.push(ms(t));
+          rmSync(bundle, { recursive: true, force: true });
+        };
         // the issue's baseline: one `runc run --detach` of the same bundle
-        const rid = `${cid}r`;
-        cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${rid}`);
-        writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
-        t = process.hrtime.bigint();
-        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--bundle', bundle, rid], { timeoutMs: TIMEOUT, discardOutput: true });
-        run.push(ms(t));
-        await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', rid], { timeoutMs: TIMEOUT, discardOutput: true });
+        const runDetach = async (): Promise<void> => {
+          const rid = `${cid}r`;
+          const bundle = bundleFor(rid);
+          await settle();
+          const t = process.hrtime.bigint();
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--bundle', bundle, rid], { timeoutMs: TIMEOUT, discardOutput: true });
+          run.push(ms(t));
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', '--force', rid], { timeoutMs: TIMEOUT, discardOutput: true });
+          rmSync(bundle, { recursive: true, force: true });
+        };
         // the floor of any runtime that keeps conmon as the monitor (DESIGN.md): conmon runs `runc create`, then the
         // start through the exec fifo, exactly as ours does, and nothing else (no journal, no cgroup or netns of our own)
-        const sid = `${cid}s`;
-        cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${sid}`);
-        writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
-        for (const d of ['exit', 'sock']) mkdirSync(path.join(bundle, d));
-        t = process.hrtime.bigint();
-        const launched = await conmonCreate({
-          conmon: tmpl.runtime.conmon,
-          runc,
-          runcRoot: BASE_RUNC_ROOT,
-          containerId: sid,
-          name: sid,
-          bundle,
-          logPath: path.join(bundle, 'log'),
-          logSizeMax: 1024 * 1024,
-          exitDir: path.join(bundle, 'exit'),
-          conmonPidFile: path.join(bundle, 'conmon.pid'),
-          containerPidFile: path.join(bundle, 'container.pid'),
-          socketDir: path.join(bundle, 'sock'),
-          conmonLog: path.join(bundle, 'conmon.log'),
-          persistDir: bundle,
-          backstopSeconds: 600,
-        });
-        await startCreated(runc, BASE_RUNC_ROOT, sid, launched.containerPid);
-        supervised.push(ms(t));
-        await runcDelete(runc, BASE_RUNC_ROOT, sid);
-        for (let w = 0; w < 500 && pidAlive(launched.conmonPid); w++) await sleep(10);
-        rmSync(bundle, { recursive: true, force: true });
-        await between();
+        const conmonFloor = async (): Promise<void> => {
+          const sid = `${cid}s`;
+          const bundle = bundleFor(sid);
+          for (const d of ['exit', 'sock']) mkdirSync(path.join(bundle, d));
+          await settle();
+          const t = process.hrtime.bigint();
+          const launched = await conmonCreate({
+            conmon: tmpl.runtime.conmon,
+            runc,
+            runcRoot: BASE_RUNC_ROOT,
+            containerId: sid,
+            name: sid,
+            bundle,
+            logPath: path.join(bundle, 'log'),
+            logSizeMax: 1024 * 1024,
+            exitDir: path.join(bundle, 'exit'),
+            conmonPidFile: path.join(bundle, 'conmon.pid'),
+            containerPidFile: path.join(bundle, 'container.pid'),
+            socketDir: path.join(bundle, 'sock'),
+            conmonLog: path.join(bundle, 'conmon.log'),
+            persistDir: bundle,
+            backstopSeconds: 600,
+          });
+          await startCreated(runc, BASE_RUNC_ROOT, sid, launched.containerPid);
+          supervised.push(ms(t));
+          await runcDelete(runc, BASE_RUNC_ROOT, sid);
+          for (let w = 0; w < 500 && pidAlive(launched.conmonPid); w++) await sleep(10);
+          rmSync(bundle, { recursive: true, force: true });
+        };
+        const oursSettled = async (): Promise<void> => {
+          await settle();
+          await ours();
+        };
+        const order = [createStart, runDetach, conmonFloor, oursSettled];
+        for (let k = 0; k < order.length; k++) await order[(i + k) % order.length]!();
       }
     } finally {
       await this.rt.killAll(tmpl).catch(() => undefined);
@@ -376,7 +403,7 @@ export async function benchNode(): Promise<BenchTable> {
     const raw = await b.rawFloor();
     const create: number[] = [];
     const teardown: number[] = [];
-    // interleaved with the baselines, sample by sample: a load change on the machine hits both sides alike
+    // interleaved with the baselines, sample by sample, in rotating order: a load change hits every side alike
     const bare = await b.baselines(async () => {
       const c = await b.cycle(['/bin/sleep', '1000']);
       create.push(c.create);
@@ -419,7 +446,7 @@ export async function benchNode(): Promise<BenchTable> {
     const leaks = await b.leaks();
     rows.push({ name: 'objects left after the bench', value: leaks.length, unit: 'objects', target: '0', pass: leaks.length === 0 });
     if (leaks.length) console.error(`bench node: leaks:\n  ${leaks.join('\n  ')}`);
-    return { title: 'node runtime (hybrid cgroups, runc + conmon)', rows, meta: { spawnHelper: helperStatus(), sharedRootRemoved, createStepsP50Ms: Object.fromEntries(Object.entries(b.steps).map(([k, v]) => [k, percentile(v, 50)])), samples: SAMPLES, memEnvs: MEM_ENVS, seconds: (Date.now() - started) / 1000, host: os.hostname(), cpus: os.cpus().length, leaks } };
+    return { title: 'node runtime (hybrid cgroups, runc + conmon)', rows, meta: { spawnHelper: helperStatus(), sharedRootRemoved, createStepsP50Ms: Object.fromEntries(Object.entries(b.steps).map(([k, v]) => [k, percentile(v, 50)])), samples: SAMPLES, settleMs: SETTLE_MS, memEnvs: MEM_ENVS, seconds: (Date.now() - started) / 1000, host: os.hostname(), cpus: os.cpus().length, leaks } };
   } finally {
     await b.cleanup();
   }
