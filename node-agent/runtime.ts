@@ -8,7 +8,7 @@
  * that, every resource is journaled before it is created; any failure tears
  * down what the journal lists, so creation is all-or-nothing.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec } from '../src/api/env.js';
@@ -240,11 +240,11 @@ export class Runtime {
       problems.push("spec.isolation.userNamespace.enabled is false but 'user' is in spec.isolation.namespaces: remove it to run without a user namespace");
     }
     if (ns.includes('user')) {
-      const max = Number((await readFile('/proc/sys/user/max_user_namespaces', 'utf8').catch(() => '0')).trim());
+      const max = Number(readProc('/proc/sys/user/max_user_namespaces', '0'));
       if (!(max > 0)) problems.push('spec.isolation.namespaces: user namespaces are disabled on this host (max_user_namespaces=0)');
     }
     if (spec.security.appArmorProfile !== undefined) {
-      const on = (await readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N')).trim() === 'Y';
+      const on = readProc('/sys/module/apparmor/parameters/enabled', 'N') === 'Y';
       if (!on) problems.push('spec.security.appArmorProfile: AppArmor is not enabled on this host');
     }
     if (ns.includes('user')) {
@@ -252,7 +252,7 @@ export class Runtime {
       // directory on the way must be searchable by "others".
       const paths = [this.stateDir, ...(hp !== undefined ? [hp] : [])];
       for (const p of paths) {
-        const blocked = await firstUnsearchable(p);
+        const blocked = firstUnsearchable(p);
         if (blocked) problems.push(`${blocked} is not searchable by the env's mapped root user (mode lacks o+x); chmod o+x ${blocked} or use another ${p === hp ? 'rootfs' : '--state-dir'}`);
       }
     }
@@ -772,15 +772,25 @@ export function isTerminalPhase(p: Phase): boolean {
 }
 
 /** The first existing directory on the way to `p` (inclusive) that others cannot search. */
-async function firstUnsearchable(p: string): Promise<string | undefined> {
+function firstUnsearchable(p: string): string | undefined {
+  // a stat per level on every create: synchronous, cheaper than a thread-pool round trip each
   const parts = path.resolve(p).split('/').filter(Boolean);
   for (let i = 0; i <= parts.length; i++) {
     const dir = `/${parts.slice(0, i).join('/')}`;
-    const st = await stat(dir).catch(() => undefined);
+    const st = statSync(dir, { throwIfNoEntry: false });
     if (!st) return undefined; // created later by us with o+x
     if (st.isDirectory() && (st.mode & 0o001) === 0) return dir;
   }
   return undefined;
+}
+
+/** A small procfs/sysfs value, trimmed; `fallback` when it cannot be read. */
+function readProc(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return fallback;
+  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));

@@ -11,8 +11,8 @@
  * event loop. On create's path that was most of the cgroup step
  * (docs/decisions.md). Removal stays asynchronous: rmdir may wait on the kernel.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { access, readdir, rmdir } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 
 /** A cgroup file write or read failed; names the file and the value. */
@@ -172,11 +172,6 @@ export async function removeIfUnused(dir: string): Promise<boolean> {
 }
 
 /** True when `p` exists. */
-export async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
+export function exists(p: string): Promise<boolean> {
+  return settled(() => existsSync(p)); // kernfs: synchronous, like the reads and writes above
 }
