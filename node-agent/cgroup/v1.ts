@@ -154,6 +154,7 @@ export class V1Driver implements CgroupDriver {
     return 'freeze';
   }
 
+  /** Wait for FROZEN; while FREEZING, write FROZEN again (a task caught mid-fork or mid-exec is retried, as runc does). */
   private async waitFreezer(rel: string, timeoutMs: number): Promise<void> {
     const dir = this.dirOf('freezer', rel);
     if (!dir) return;
@@ -161,6 +162,7 @@ export class V1Driver implements CgroupDriver {
     while (Date.now() < deadline) {
       if ((await readOptional(path.join(dir, 'freezer.state'))) !== 'FREEZING') return;
       await sleep(10);
+      await writeCgroupFile(path.join(dir, 'freezer.state'), 'FROZEN').catch(() => undefined); // gone: nothing left to freeze
     }
   }
 

@@ -111,8 +111,15 @@ describe('a process stuck in D state', () => {
     const r = await rt.create({ name: 'stuck', spec, id: testId() });
     const freezer = path.join('/sys/fs/cgroup/freezer', r.cgroupPath);
     // the v1 freezer puts tasks in uninterruptible sleep: SIGKILL stays pending until they thaw
-    writeFileSync(path.join(freezer, 'freezer.state'), 'FROZEN');
-    await waitFor(() => readFileSync(path.join(freezer, 'freezer.state'), 'utf8').trim() === 'FROZEN', 5000, 'the freeze');
+    // a freeze can stay FREEZING when a task was mid-fork or mid-exec; writing FROZEN again retries it (runc does the same)
+    await waitFor(
+      () => {
+        writeFileSync(path.join(freezer, 'freezer.state'), 'FROZEN');
+        return readFileSync(path.join(freezer, 'freezer.state'), 'utf8').trim() === 'FROZEN';
+      },
+      10_000,
+      'the freeze',
+    );
     const pids = readFileSync(path.join(freezer, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
     const t = Date.now();
     const final = await rt.finish(r.id);
