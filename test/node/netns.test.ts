@@ -43,15 +43,20 @@ async function expectLiveNetns(name: string): Promise<void> {
   expect(String(listed.stdout)).toContain(name);
 }
 
+/** Create a fresh netns, check it, delete it, and check that handle and mount are gone. */
+async function roundTrip(): Promise<void> {
+  const name = fresh();
+  await createNetns(tools, name);
+  await expectLiveNetns(name);
+  await deleteNetns(tools.ip, name);
+  expect(await netnsExists(name)).toBe(false);
+  expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === netnsPath(name))).toBe(false);
+}
+
 describe('named netns', () => {
   it('through the spawn helper: a nsfs mount of a new namespace with lo up; delete removes mount and handle', async () => {
     expect(sharedHelper()).toBeDefined();
-    const name = fresh();
-    await createNetns(tools, name);
-    await expectLiveNetns(name);
-    await deleteNetns(tools.ip, name);
-    expect(await netnsExists(name)).toBe(false);
-    expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === netnsPath(name))).toBe(false);
+    await roundTrip();
   });
 
   it('the helper op itself answers exit 0, and names the failing step otherwise', async () => {
@@ -91,11 +96,7 @@ describe('named netns', () => {
     process.env.DENV_SPAWN_HELPER = 'off';
     try {
       expect(sharedHelper()).toBeUndefined();
-      const name = fresh();
-      await createNetns(tools, name);
-      await expectLiveNetns(name);
-      await deleteNetns(tools.ip, name);
-      expect(await netnsExists(name)).toBe(false);
+      await roundTrip();
     } finally {
       delete process.env.DENV_SPAWN_HELPER;
     }
