@@ -62,10 +62,11 @@ async function viaHelper(file: string, name: string): Promise<boolean> {
   let r;
   try {
     r = await helper.run({ file, args: [], timeoutMs: TIMEOUT, netns: true });
-  } catch {
-    return false; // the helper died under us
+  } catch (err) {
+    // its child may still be binding a namespace on the handle: no second try on top of it (the caller deletes the netns)
+    throw new Error(`netns: the spawn helper died while creating ${name}: ${(err as Error).message}`, { cause: err });
   }
-  if (r.state === 'error') return false;
+  if (r.state === 'error') return false; // a helper built without the netns request: nothing was done
   if (r.timedOut) throw new Error(`netns: creating ${name} timed out after ${TIMEOUT} ms`);
   if (r.exitCode !== 0) throw new Error(`netns: cannot create ${name}: ${r.stderr.trim() || `exit ${r.exitCode ?? `signal ${r.signal}`}`}`);
   return true;
