@@ -15,6 +15,7 @@ import { pidAlive } from '../../node-agent/exec.js';
 import { ensureAnchor } from '../../node-agent/mounts.js';
 import { NodeMetrics } from '../../node-agent/metrics.js';
 import { RUNC_ROOT } from '../../node-agent/names.js';
+import { closeSharedHelper, sharedHelper } from '../../node-agent/spawner.js';
 import { supervise } from '../../node-agent/supervisor.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseSpec } from '../../src/api/validate.js';
@@ -378,6 +379,27 @@ describe('denv run on the hybrid host', () => {
     expect(again.phase).toBe('Running');
     expect((await supervise(rt, second, { intervalMs: 100 })).reason).toBe('Completed');
     expect(await rt.close()).toBe(true);
+  });
+
+  it('without the spawn helper (DENV_SPAWN_HELPER=off) an env runs the same way: conmon through child_process, the netns through unshare + ip', async () => {
+    closeSharedHelper();
+    process.env.DENV_SPAWN_HELPER = 'off';
+    try {
+      expect(sharedHelper()).toBeUndefined();
+      const sd = stateDir(dirs);
+      const rt = await Runtime.open({ stateDir: sd });
+      const id = testId();
+      const r = await rt.create({ name: 'no-helper', id, spec: parseSpec({ workload: { command: ['/bin/sh', '-c', 'ip -o link show lo; echo done; exit 4'] } }) });
+      expect(r).toMatchObject({ phase: 'Running', netns: `/run/netns/denv-${id}` });
+      const final = await supervise(rt, id, { intervalMs: 100 });
+      expect(final).toMatchObject({ phase: 'Failed', reason: 'Error', exitCode: 4 });
+      expect(final.logTail).toMatch(/lo: <LOOPBACK,UP,LOWER_UP>/);
+      expect(final.logTail).toContain('done');
+      expect(await rt.close()).toBe(true);
+    } finally {
+      delete process.env.DENV_SPAWN_HELPER;
+    }
+    expect(sharedHelper()).toBeDefined();
   });
 
   it('best effort runs a spec with memory.high on v1 and reports what was not enforced', async () => {
