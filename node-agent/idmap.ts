@@ -30,17 +30,11 @@ export function slotStart(n: number): number {
 
 const nextHint = new Map<string, number>();
 
-/** Reserve a free slot for `owner` (written into the file for the GC pass). */
-export function reserveIdRange(dir: string, owner: string, size: number): Promise<IdReservation> {
-  try {
-    return Promise.resolve(reserveSync(dir, owner, size));
-  } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-  }
-}
-
-/** reserveIdRange's work: a few synchronous calls (one O_EXCL create, usually), cheaper than thread-pool round trips. */
-function reserveSync(dir: string, owner: string, size: number): IdReservation {
+/**
+ * Reserve a free slot for `owner` (written into the file for the GC pass).
+ * Synchronous: a few calls (one O_EXCL create, usually), cheaper than thread-pool round trips.
+ */
+export function reserveIdRange(dir: string, owner: string, size: number): IdReservation {
   if (size < 1 || size > SLOT_SIZE) throw new Error(`idmap: size ${size} out of range 1..${SLOT_SIZE}`);
   let madeDir = false;
   // start after the slot this process took last (wrapping), so a host with many envs is not scanned from 0 each time

@@ -202,6 +202,15 @@ function flush(fd: number, dataOnly: boolean): Promise<void> {
   return new Promise((resolve, reject) => (dataOnly ? fdatasync : fsync)(fd, (err) => (err ? reject(err) : resolve())));
 }
 
+/** The record in `file` from what reading it gave: undefined when there is none (ENOENT), else parsed or JournalCorruptError. */
+function recordOf(file: string, got: string | NodeJS.ErrnoException): EnvRecord | undefined {
+  if (typeof got !== 'string') {
+    if (got.code === 'ENOENT') return undefined;
+    throw new JournalCorruptError(file, got);
+  }
+  return parseRecord(file, got);
+}
+
 function parseRecord(file: string, text: string): EnvRecord {
   let value: unknown;
   try {
@@ -272,14 +281,7 @@ export class Journal {
   /** Read one record; undefined when the env has no journal; JournalCorruptError when unreadable. */
   async read(id: string): Promise<EnvRecord | undefined> {
     const file = this.file(id);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new JournalCorruptError(file, err);
-    }
-    return parseRecord(file, text);
+    return recordOf(file, await readFile(file, 'utf8').catch((err: unknown) => err as NodeJS.ErrnoException));
   }
 
   /**
@@ -329,14 +331,13 @@ export class Journal {
   /** {@link read}, synchronously: for read-modify-write, where a thread-pool hop costs more than the read. */
   private readNow(id: string): EnvRecord | undefined {
     const file = this.file(id);
-    let text: string;
+    let got: string | NodeJS.ErrnoException;
     try {
-      text = readFileSync(file, 'utf8');
+      got = readFileSync(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new JournalCorruptError(file, err);
+      got = err as NodeJS.ErrnoException;
     }
-    return parseRecord(file, text);
+    return recordOf(file, got);
   }
 
   /** Every record in the state dir, plus directories without a readable journal. */

@@ -338,7 +338,8 @@ export class Runtime {
     const timings: Record<string, number> = { ...early };
     const made: ResourceRef[] = [];
     const pending = new Set<string>();
-    const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
+    // a step may be synchronous (small-file and cgroupfs calls) or not
+    const step = async (name: string, fn: () => Promise<void> | void): Promise<void> => {
       const t = performance.now();
       pending.add(name);
       try {
@@ -366,8 +367,8 @@ export class Runtime {
           })
         : undefined,
       ns.includes('user')
-        ? step('idRange', async () => {
-            idRange = await this.reserveIds(id, spec, made);
+        ? step('idRange', () => {
+            idRange = this.reserveIds(id, spec, made);
           })
         : undefined,
       step('cgroup', () => this.makeCgroup(record, made)),
@@ -380,7 +381,6 @@ export class Runtime {
         mkdirSync(p.bundle, { recursive: true, mode: 0o711 });
         mkdirSync(p.exitDir, { recursive: true, mode: 0o700 });
         mkdirSync(p.socketDir, { recursive: true, mode: 0o700 });
-        return Promise.resolve();
       }),
     ]);
     timings.prepare = since(tPrepare); // the parallel steps above, as a whole
@@ -398,7 +398,6 @@ export class Runtime {
         initKind: tools.initKind,
       });
       writeFileSync(p.config, JSON.stringify(cfg), { mode: 0o600 }); // ~10 KB: synchronous, like the other small files here
-      return Promise.resolve();
     });
     let pids: { conmonPid: number; containerPid: number } | undefined;
     await step('runcCreate', async () => {
@@ -428,14 +427,14 @@ export class Runtime {
     return `${id} ${this.stateDir}`;
   }
 
-  private async reserveIds(id: string, spec: EnvSpec, made: ResourceRef[]): Promise<{ start: number; size: number }> {
+  private reserveIds(id: string, spec: EnvSpec, made: ResourceRef[]): { start: number; size: number } {
     const size = spec.isolation.userNamespace.size;
     const fixed = spec.isolation.userNamespace.hostIdStart;
     if (fixed !== undefined) return { start: fixed, size };
     // The reservation file is the resource; its name is only known once reserved, so begin() journaled the
     // directory's intent (`<idmap>/?`). The file is recorded with the rest of create's results; a teardown
     // before that finds it by its owner line.
-    const res = await reserveIdRange(this.idmapDir, this.idOwner(id), size);
+    const res = reserveIdRange(this.idmapDir, this.idOwner(id), size);
     made.push({ kind: 'idRange', hostId: res.file, madeByUs: true, detail: { start: res.start, size } });
     return { start: res.start, size: res.size };
   }
