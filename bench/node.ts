@@ -6,7 +6,7 @@
  *    /bin/true + reap + rmdir) and vs bare `runc create && runc start` /
  *    `runc delete --force` of the bundle config our runtime generated (same
  *    namespaces, uid mapping, rootfs and init; the rootfs bind is made once),
- *    and vs conmon running `runc create` then the exec-fifo start on that
+ *    and vs conmon running `runc create` with the exec-fifo start on that
  *    bundle (the floor of any runtime that keeps conmon as the monitor);
  *  - churn: create+destroy cycles per second at concurrency 1 and 4;
  *  - memory per running env at 100 envs: the runtime process's RSS growth with
@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { conmonCreate, runcDelete, startCreated } from '../node-agent/conmon.js';
+import { conmonCreate, FifoStart, runcDelete } from '../node-agent/conmon.js';
 import { pidAlive, run as runProgram } from '../node-agent/exec.js';
 import { gcPass, hierarchies } from '../node-agent/gc/pass.js';
 import { Journal, outstanding } from '../node-agent/journal.js';
@@ -184,6 +184,7 @@ class Bench {
           for (const d of ['exit', 'sock']) mkdirSync(path.join(bundle, d));
           await settle();
           const t = process.hrtime.bigint();
+          const fifo = new FifoStart(BASE_RUNC_ROOT, sid).early(); // as ours: the start's reader waits while runc create runs
           const launched = await conmonCreate({
             conmon: tmpl.runtime.conmon,
             runc,
@@ -200,8 +201,11 @@ class Bench {
             conmonLog: path.join(bundle, 'conmon.log'),
             persistDir: bundle,
             backstopSeconds: 600,
+          }).catch((err: unknown) => {
+            fifo.cancel();
+            throw err;
           });
-          await startCreated(runc, BASE_RUNC_ROOT, sid, launched.containerPid);
+          await fifo.finish(runc, launched.containerPid);
           supervised.push(ms(t));
           await runcDelete(runc, BASE_RUNC_ROOT, sid);
           for (let w = 0; w < 500 && pidAlive(launched.conmonPid); w++) await sleep(10);

@@ -6,7 +6,7 @@
  * `runc start`s. Everything runs against the project's runc root.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { constants } from 'node:fs';
 import { readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -95,7 +95,8 @@ export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number
     const log = await readFile(l.conmonLog, 'utf8').catch(() => '');
     throw new LaunchError(`runc create failed: ${parsed.message ?? ''} ${lastLines(log, 5)}`.trim());
   }
-  const conmonPid = await readPidFile(l.conmonPidFile);
+  // conmon wrote it before it answered; a few bytes on a local disk: synchronous, like the journal's small files
+  const conmonPid = pidOf(l.conmonPidFile, readFileSync(l.conmonPidFile, 'utf8'));
   return { conmonPid, containerPid: parsed.data };
 }
 
@@ -162,7 +163,11 @@ function lastLines(text: string, n: number): string {
 
 /** Read a pid file written by conmon or runc. */
 export async function readPidFile(file: string): Promise<number> {
-  const text = (await readFile(file, 'utf8')).trim();
+  return pidOf(file, await readFile(file, 'utf8'));
+}
+
+function pidOf(file: string, content: string): number {
+  const text = content.trim();
   const pid = Number.parseInt(text, 10);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`pid file ${file} holds ${JSON.stringify(text)}`);
   return pid;
@@ -184,48 +189,125 @@ export async function runcStart(runc: string, root: string, id: string): Promise
  * Returns how it started the container.
  */
 export async function startCreated(runc: string, root: string, id: string, initPid: number, timeoutMs = 10_000): Promise<'fifo' | 'runc start'> {
-  const fifo = path.join(root, id, 'exec.fifo');
-  // Non-blocking open and reads never wait in the kernel, so they are plain synchronous calls: the
-  // init's byte usually arrives tens of microseconds after the open, and thread-pool round trips
-  // plus a 1 ms timer cost more than the wait itself.
-  let fd: number;
-  try {
-    fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch {
-    await runcStart(runc, root, id);
-    return 'runc start';
-  }
-  try {
-    const buf = Buffer.alloc(1);
-    const started = Date.now();
-    const deadline = started + timeoutMs;
-    const readByte = (): boolean => {
-      try {
-        return readSync(fd, buf, 0, 1, null) === 1;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        return false;
-      }
-    };
-    for (;;) {
-      if (readByte()) break;
-      // a short workload may have started, run and exited since the read: its byte is still in the fifo
-      if (initPid > 0 && !pidAlive(initPid)) {
-        if (readByte()) break;
-        throw new Error(`start ${id}: the container's init (pid ${initPid}) died before it could start`);
-      }
-      if (Date.now() > deadline) throw new Error(`start ${id}: the container's init did not report on ${fifo} within ${timeoutMs} ms`);
-      // poll at event-loop speed for the first few ms (the usual case), then every ms
-      await new Promise((r) => (Date.now() - started < 5 ? setImmediate(r) : setTimeout(r, 1)));
-    }
-    if (buf[0] !== 0x30) throw new Error(`start ${id}: unexpected byte ${buf[0]} on ${fifo}`);
-  } finally {
-    closeSync(fd);
-  }
-  await unlink(fifo);
-  return 'fifo';
+  return new FifoStart(root, id).finish(runc, initPid, timeoutMs);
 }
 
+/**
+ * The exec-fifo start of {@link startCreated}, begun while `runc create` still
+ * runs: runc makes the fifo early in create, and its init opens it for writing
+ * only at the very end, once the container is set up and runc has saved its
+ * state. With a reader already there the init does not wait for one, so the
+ * workload starts as soon as it is ready, while runc create exits and conmon
+ * reports, instead of after them. `early()` polls every millisecond (a failed
+ * open or an empty read, microseconds each) until the fifo opens and its byte
+ * arrives; `finish()` is called once conmon reported the init's pid and ends
+ * the start as startCreated does. `cancel()` closes the fifo when the create
+ * failed (runc then removes the container, init and fifo included). The fifo
+ * file is removed only in finish(), after `runc create` has exited.
+ */
+export class FifoStart {
+  private fd: number | undefined;
+  private got = false;
+  private timer: NodeJS.Timeout | undefined;
+  /** What went wrong while polling early; finish() reports it. */
+  private failure: unknown;
+  private readonly fifo: string;
+
+  constructor(
+    private readonly root: string,
+    private readonly id: string,
+  ) {
+    this.fifo = path.join(root, id, 'exec.fifo');
+  }
+
+  /** Poll for the fifo and the init's byte until finish() or cancel(). */
+  early(): this {
+    const tick = (): void => {
+      this.timer = undefined;
+      try {
+        if (this.poll()) return;
+      } catch (err) {
+        this.failure = err; // finish() reports it
+        return;
+      }
+      this.timer = setTimeout(tick, 1);
+    };
+    this.timer = setTimeout(tick, 1);
+    return this;
+  }
+
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.close();
+  }
+
+  /** Finish the start of a created container whose init is `initPid`; falls back to `runc start` without a fifo. */
+  async finish(runc: string, initPid: number, timeoutMs = 10_000): Promise<'fifo' | 'runc start'> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    // Non-blocking open and reads never wait in the kernel, so they are plain synchronous calls: the
+    // init's byte usually arrives tens of microseconds after the open, and thread-pool round trips
+    // plus a 1 ms timer cost more than the wait itself.
+    try {
+      if (this.failure !== undefined) throw this.failure;
+      if (this.fd === undefined && !this.open()) {
+        await runcStart(runc, this.root, this.id);
+        return 'runc start';
+      }
+      const started = Date.now();
+      const deadline = started + timeoutMs;
+      for (;;) {
+        if (this.poll()) break;
+        // a short workload may have started, run and exited since the read: its byte is still in the fifo
+        if (initPid > 0 && !pidAlive(initPid)) {
+          if (this.poll()) break;
+          throw new Error(`start ${this.id}: the container's init (pid ${initPid}) died before it could start`);
+        }
+        if (Date.now() > deadline) throw new Error(`start ${this.id}: the container's init did not report on ${this.fifo} within ${timeoutMs} ms`);
+        // poll at event-loop speed for the first few ms (the usual case), then every ms
+        await new Promise((r) => (Date.now() - started < 5 ? setImmediate(r) : setTimeout(r, 1)));
+      }
+    } finally {
+      this.close();
+    }
+    await unlink(this.fifo);
+    return 'fifo';
+  }
+
+  /** Open the fifo if it can be opened yet (else false: not there yet, or finish() falls back to `runc start`). */
+  private open(): boolean {
+    try {
+      this.fd = openSync(this.fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** True once the init's byte was read (it is checked to be runc's '0'). */
+  private poll(): boolean {
+    if (this.got) return true;
+    if (this.fd === undefined && !this.open()) return false;
+    const buf = Buffer.alloc(1);
+    let n: number;
+    try {
+      n = readSync(this.fd!, buf, 0, 1, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      return false;
+    }
+    if (n !== 1) return false; // no writer yet (EOF)
+    if (buf[0] !== 0x30) throw new Error(`start ${this.id}: unexpected byte ${buf[0]} on ${this.fifo}`);
+    this.got = true;
+    return true;
+  }
+
+  private close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
 
 /** `runc kill <id> <signal>`; a container that is no longer running is not an error. */
 export async function runcKill(runc: string, root: string, id: string, signal: string): Promise<void> {

@@ -18,7 +18,7 @@ import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import { removeEmptyLevels } from './cgroup/tree.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
-import { conmonCreate, logTail, readExitCode, readPidFile, runcDelete, runcKill, startCreated } from './conmon.js';
+import { conmonCreate, FifoStart, logTail, readExitCode, readPidFile, runcDelete, runcKill } from './conmon.js';
 import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, markCreated, markRemoved, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
@@ -97,6 +97,8 @@ const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 /** What build() made, for the journal write that records the start: the init's pid and the results. */
 interface Built {
   readonly containerPid: number;
+  /** The exec-fifo start, begun while `runc create` ran. */
+  readonly fifo: FifoStart;
   readonly record: (r: EnvRecord) => void;
 }
 
@@ -400,14 +402,20 @@ export class Runtime {
       writeFileSync(p.config, JSON.stringify(cfg), { mode: 0o600 }); // ~10 KB: synchronous, like the other small files here
     });
     let pids: { conmonPid: number; containerPid: number } | undefined;
+    // the start's reader is on the exec fifo while runc create runs, so the workload starts when its init is ready
+    const fifo = new FifoStart(this.runcRoot, hostName(id)).early();
     await step('runcCreate', async () => {
-      pids = await this.launch(record, tools);
+      pids = await this.launch(record, tools).catch((err: unknown) => {
+        fifo.cancel();
+        throw err;
+      });
     });
     const cid = hostName(id);
     made.push({ kind: 'container', hostId: cid, madeByUs: true }, { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: pids?.conmonPid ?? 0 } });
     // recorded together with the start (one journal write): everything here was journaled as intended by begin()
     return {
       containerPid: pids?.containerPid ?? 0,
+      fifo,
       record: (r) => {
         markCreated(r, made, new Date().toISOString());
         if (made.some((x) => x.kind === 'idRange')) r.resources = r.resources.filter((x) => !(x.kind === 'idRange' && x.hostId.endsWith('/?')));
@@ -486,7 +494,7 @@ export class Runtime {
 
   private async start(id: string, tools: Tools, t0: number, built: Built): Promise<EnvRecord> {
     const t = performance.now();
-    const how = await startCreated(tools.runc, this.runcRoot, hostName(id), built.containerPid);
+    const how = await built.fifo.finish(tools.runc, built.containerPid);
     const started = new Date();
     return this.journal.update(id, (r) => {
       built.record(r);

@@ -7,7 +7,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument -- assertions walk the CLI's JSON output */
 import { jest } from '@jest/globals';
 import { execa } from 'execa';
-import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
@@ -309,6 +309,7 @@ describe('denv run on the hybrid host', () => {
     const a = await rt.create({ name: 'twin-a', spec, id: testId() });
     // started through runc's exec fifo (no `runc start` process), and runc agrees it runs
     expect(a.startedBy).toBe('fifo');
+    expect(existsSync(path.join(RUNC_ROOT, `denv-${a.id}`, 'exec.fifo'))).toBe(false); // removed once read, as `runc start` does
     const state = await execa('runc', ['--root', RUNC_ROOT, 'state', `denv-${a.id}`], { timeout: 10_000 });
     expect(JSON.parse(String(state.stdout))).toMatchObject({ status: 'running', pid: a.pids.container });
     const tree = rt.hostRoot.paths.rootfs;
