@@ -26,13 +26,13 @@ import { runInNewContext } from 'node:vm';
 import { conmonCreate, FifoStart, runcDelete } from '../node-agent/conmon.js';
 import { pidAlive, run as runProgram } from '../node-agent/exec.js';
 import { gcPass, hierarchies } from '../node-agent/gc/pass.js';
-import { Journal, outstanding } from '../node-agent/journal.js';
+import { Journal, outstanding, type EnvRecord } from '../node-agent/journal.js';
 import { envPaths } from '../node-agent/names.js';
 import { Runtime } from '../node-agent/runtime.js';
 import { helperStatus } from '../node-agent/spawner.js';
 import { supervise } from '../node-agent/supervisor.js';
 import { parseSpec } from '../src/api/validate.js';
-import { parseMountinfo } from '../src/core/procfs.js';
+import { parseMountinfo, procState } from '../src/core/procfs.js';
 import { percentile, row, type BenchRow, type BenchTable } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -46,6 +46,13 @@ const SETTLE_MS = Number(process.env.BENCH_NODE_SETTLE_MS ?? 50);
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const sleep = (n: number): Promise<void> => new Promise((r) => setTimeout(r, n));
+
+/** The parts of a generated config.json the baselines change. */
+type BundleConfig = {
+  process: { args: string[] };
+  root: { path: string };
+  linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] };
+};
 
 function spec(command: string[]): ReturnType<typeof parseSpec> {
   return parseSpec({ class: 'bench', workload: { command }, resources: { memory: { max: '64Mi' }, pids: { max: 64 } }, lifecycle: { timeoutSeconds: 600 } });
@@ -127,27 +134,52 @@ class Bench {
    * teardown (async netns cleanup in the kernel) is several ms slower, and a fixed order charged that
    * to whoever came next.
    */
-  async baselines(ours: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[]; supervised: number[] }> {
-    const tmplId = this.id();
-    const tmpl = await this.rt.create({ id: tmplId, name: tmplId, spec: spec(['/bin/sleep', '1000']) });
-    const cfg = JSON.parse(readFileSync(envPaths(this.rt.stateDir, tmplId).config, 'utf8')) as {
-      root: { path: string };
-      linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] };
-    };
+  /**
+   * The env whose generated config the bare-runc baselines run (its rootfs, the shared host root, lives as
+   * long as it does), made on first use and ended by {@link endTemplate}.
+   */
+  private template?: { id: string; record: EnvRecord; cfg: BundleConfig };
+
+  private async ensureTemplate(): Promise<{ id: string; record: EnvRecord; cfg: BundleConfig }> {
+    if (this.template) return this.template;
+    const id = this.id();
+    const record = await this.rt.create({ id, name: id, spec: spec(['/bin/sleep', '1000']) });
+    const cfg = JSON.parse(readFileSync(envPaths(this.rt.stateDir, id).config, 'utf8')) as BundleConfig;
     cfg.linux.namespaces = cfg.linux.namespaces.map((n) => ({ type: n.type })); // runc makes the netns itself
+    this.template = { id, record, cfg };
+    return this.template;
+  }
+
+  async endTemplate(): Promise<void> {
+    const t = this.template;
+    if (!t) return;
+    this.template = undefined;
+    await this.rt.killAll(t.record).catch(() => undefined);
+    await this.rt.finish(t.id).catch(() => undefined);
+    for (const h of hierarchies(this.rt)) {
+      const d = path.join(h, 'disposable.slice', `bench-base-${this.tag}`);
+      for (const c of existsSync(d) ? readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()) : []) rmdirSync(path.join(d, c.name));
+      if (existsSync(d)) rmdirSync(d);
+    }
+  }
+
+  /** A fresh bundle dir for container `cid` with the template config (its cgroup named after the container), `args` as its process. */
+  private bundleFor(cfg: BundleConfig, cid: string, args?: string[]): string {
+    const bundle = path.join(this.work, cid);
+    mkdirSync(bundle);
+    const c = { ...cfg, linux: { ...cfg.linux, cgroupsPath: this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${cid}`) }, ...(args ? { process: { ...cfg.process, args } } : {}) };
+    writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(c));
+    return bundle;
+  }
+
+  async baselines(ours: () => Promise<void>): Promise<{ create: number[]; run: number[]; teardown: number[]; supervised: number[] }> {
+    const { record: tmpl, cfg } = await this.ensureTemplate();
     const create: number[] = [];
     const run: number[] = [];
     const teardown: number[] = [];
     const supervised: number[] = [];
     const runc = tmpl.runtime.runc;
-    /** A fresh bundle dir with the template config, its cgroup named after the container. */
-    const bundleFor = (cid: string): string => {
-      const bundle = path.join(this.work, cid);
-      mkdirSync(bundle);
-      cfg.linux.cgroupsPath = this.rt.driver.runcPath(`disposable.slice/bench-base-${this.tag}/${cid}`);
-      writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(cfg));
-      return bundle;
-    };
+    const bundleFor = (cid: string): string => this.bundleFor(cfg, cid);
     const settle = (): Promise<void> => sleep(SETTLE_MS);
     try {
       for (let i = 0; i < SAMPLES; i++) {
@@ -218,16 +250,51 @@ class Bench {
         const order = [createStart, runDetach, conmonFloor, oursSettled];
         for (let k = 0; k < order.length; k++) await order[(i + k) % order.length]!();
       }
-    } finally {
-      await this.rt.killAll(tmpl).catch(() => undefined);
-      await this.rt.finish(tmplId).catch(() => undefined);
-      for (const h of hierarchies(this.rt)) {
-        const d = path.join(h, 'disposable.slice', `bench-base-${this.tag}`);
-        for (const c of existsSync(d) ? readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()) : []) rmdirSync(path.join(d, c.name));
-        if (existsSync(d)) rmdirSync(d);
-      }
+    } catch (err) {
+      await this.endTemplate();
+      throw err;
     }
     return { create, run, teardown, supervised };
+  }
+
+  /**
+   * Churn's baseline: bare runc doing the same cycle as ours with nothing around it. `runc run --detach` of
+   * the template bundle running /bin/true (behind the same init), wait until its init has exited (zombie or
+   * gone, read from /proc), `runc delete`; cycles per second at `concurrency`.
+   */
+  async bareChurn(concurrency: number, total: number): Promise<number> {
+    const { record: tmpl, cfg } = await this.ensureTemplate();
+    const runc = tmpl.runtime.runc;
+    const sep = cfg.process.args.indexOf('--');
+    const args = [...cfg.process.args.slice(0, sep + 1), '/bin/true'];
+    const ended = (pid: number): boolean => {
+      try {
+        return procState(readFileSync(`/proc/${pid}/stat`, 'utf8')) === 'Z';
+      } catch {
+        return true;
+      }
+    };
+    let left = total;
+    let k = 0;
+    const t = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (left-- > 0) {
+          const cid = `rc-${this.tag}-${concurrency}-${k++}`;
+          const bundle = this.bundleFor(cfg, cid, args);
+          const pidFile = path.join(bundle, 'pid');
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--pid-file', pidFile, '--bundle', bundle, cid], { timeoutMs: TIMEOUT, discardOutput: true });
+          const pid = Number(readFileSync(pidFile, 'utf8'));
+          for (const deadline = Date.now() + TIMEOUT; !ended(pid); ) {
+            if (Date.now() > deadline) throw new Error(`bench: ${cid} (pid ${pid}) did not exit`);
+            await sleep(1);
+          }
+          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', cid], { timeoutMs: TIMEOUT, discardOutput: true });
+          rmSync(bundle, { recursive: true, force: true });
+        }
+      }),
+    );
+    return total / (ms(t) / 1000);
   }
 
   // ---- churn ------------------------------------------------------------------
@@ -389,6 +456,11 @@ class Bench {
   }
 
   async cleanup(): Promise<void> {
+    // a baseline that failed midway may have left its runc containers (and their cgroups) behind
+    for (const c of existsSync(BASE_RUNC_ROOT) ? readdirSync(BASE_RUNC_ROOT).filter((x) => x.includes(this.tag)) : []) {
+      await runProgram('runc', ['--root', BASE_RUNC_ROOT, 'delete', '--force', c], { timeoutMs: TIMEOUT, allowFailure: true, discardOutput: true }).catch(() => undefined);
+    }
+    await this.endTemplate().catch(() => undefined);
     for (const r of (await this.rt.journal.list()).records) if (outstanding(r).length) await this.rt.teardown(r.id).catch(() => undefined);
     await this.rt.close().catch(() => undefined);
     await gcPass(this.rt, { minAgeSeconds: 0, scope: (id) => id.startsWith(this.tag), audit: false }).catch(() => undefined);
@@ -433,8 +505,11 @@ export async function benchNode(): Promise<BenchTable> {
       [4, 60],
     ] as const) {
       const rate = await b.churn(conc, n);
-      rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: 'raw floor, serial', value: rawRate }, target: '≥ 20 envs/s', pass: rate >= 20 }));
+      const bareRate = await b.bareChurn(conc, n);
+      rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: `bare runc run --detach + delete, concurrency ${conc}`, value: bareRate }, target: '≥ 20 envs/s', pass: rate >= 20 }));
+      rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: 'raw floor, serial', value: rawRate } }));
     }
+    await b.endTemplate();
     const mem = await b.memory();
     // the issue's "agent memory per running env": the runtime process's own growth, judged on the larger of
     // its JS heap+external growth after GC and its RSS growth (RSS is noisy: earlier phases' garbage can be returned),

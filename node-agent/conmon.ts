@@ -6,7 +6,7 @@
  * `runc start`s. Everything runs against the project's runc root.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { constants } from 'node:fs';
 import { readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -173,6 +173,9 @@ function pidOf(file: string, content: string): number {
   return pid;
 }
 
+/** How often FifoStart.early() looks for the fifo: runc makes it well before its init, tens of ms into create, needs a reader. */
+const EARLY_POLL_MS = 2;
+
 /** `runc start`: the workload's first instruction runs after this (it is already in its cgroup). */
 export async function runcStart(runc: string, root: string, id: string): Promise<void> {
   await run(runc, ['--root', root, 'start', id], { timeoutMs: 30_000 });
@@ -196,21 +199,19 @@ export async function startCreated(runc: string, root: string, id: string, initP
  * The exec-fifo start of {@link startCreated}, begun while `runc create` still
  * runs: runc makes the fifo early in create, and its init opens it for writing
  * only at the very end, once the container is set up and runc has saved its
- * state. With a reader already there the init does not wait for one, so the
- * workload starts as soon as it is ready, while runc create exits and conmon
- * reports, instead of after them. `early()` polls every millisecond (a failed
- * open or an empty read, microseconds each) until the fifo opens and its byte
- * arrives; `finish()` is called once conmon reported the init's pid and ends
- * the start as startCreated does. `cancel()` closes the fifo when the create
- * failed (runc then removes the container, init and fifo included). The fifo
- * file is removed only in finish(), after `runc create` has exited.
+ * state. With a reader already there the init does not wait for one: it writes
+ * its byte into the pipe and execs the workload at once, while runc create
+ * exits and conmon reports, instead of after them. `early()` looks for the
+ * fifo every 2 ms (a stat) until it can open it, and then stops; the byte
+ * waits in the pipe. `finish()` is called once conmon reported the init's pid
+ * and ends the start as startCreated does. `cancel()` closes the fifo when the
+ * create failed (runc then removes the container, init and fifo included). The
+ * fifo file is removed only in finish(), after `runc create` has exited.
  */
 export class FifoStart {
   private fd: number | undefined;
   private got = false;
   private timer: NodeJS.Timeout | undefined;
-  /** What went wrong while polling early; finish() reports it. */
-  private failure: unknown;
   private readonly fifo: string;
 
   constructor(
@@ -220,19 +221,14 @@ export class FifoStart {
     this.fifo = path.join(root, id, 'exec.fifo');
   }
 
-  /** Poll for the fifo and the init's byte until finish() or cancel(). */
+  /** Open the fifo as soon as runc has made it, until finish() or cancel(). */
   early(): this {
     const tick = (): void => {
       this.timer = undefined;
-      try {
-        if (this.poll()) return;
-      } catch (err) {
-        this.failure = err; // finish() reports it
-        return;
-      }
-      this.timer = setTimeout(tick, 1);
+      if (existsSync(this.fifo) && this.open()) return;
+      this.timer = setTimeout(tick, EARLY_POLL_MS);
     };
-    this.timer = setTimeout(tick, 1);
+    this.timer = setTimeout(tick, EARLY_POLL_MS);
     return this;
   }
 
@@ -250,7 +246,6 @@ export class FifoStart {
     // init's byte usually arrives tens of microseconds after the open, and thread-pool round trips
     // plus a 1 ms timer cost more than the wait itself.
     try {
-      if (this.failure !== undefined) throw this.failure;
       if (this.fd === undefined && !this.open()) {
         await runcStart(runc, this.root, this.id);
         return 'runc start';

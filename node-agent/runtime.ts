@@ -541,15 +541,15 @@ export class Runtime {
     const stats: CgroupStats = await this.driver.stats(r0.cgroupPath).catch(() => ({}));
     const exitCode = await this.awaitExitCode(r0, p.exitFile);
     const tail = logTail(await readFile(p.log, 'utf8').catch(() => ''));
-    const leaks = await this.teardown(id);
-    const o = outcome({
-      ...(verdict ? { verdict } : {}),
-      ...(exitCode !== undefined ? { exitCode } : {}),
-      oomKills: stats.oomKills ?? 0,
-      onOOMKill: r0.spec.lifecycle.reclaim.onOOMKill,
-      leaks: leaks.map((l) => `${l.what}: ${l.detail}`),
-    });
-    return this.journal.update(id, (r) => {
+    // the terminal phase goes into teardown's own journal write: one write, not two
+    const { record } = await this.teardownThen(id, (r, leaks) => {
+      const o = outcome({
+        ...(verdict ? { verdict } : {}),
+        ...(exitCode !== undefined ? { exitCode } : {}),
+        oomKills: stats.oomKills ?? 0,
+        onOOMKill: r0.spec.lifecycle.reclaim.onOOMKill,
+        leaks: leaks.map((l) => `${l.what}: ${l.detail}`),
+      });
       r.phase = o.phase;
       r.reason = o.reason;
       r.message = o.message;
@@ -560,6 +560,7 @@ export class Runtime {
       r.logTail = tail;
       if (leaks.length) r.leaks = leaks;
     });
+    return record;
   }
 
   /**
@@ -602,6 +603,11 @@ export class Runtime {
    * could not be removed (e.g. processes stuck in D state), never retries forever.
    */
   async teardown(id: string): Promise<LeakReport[]> {
+    return (await this.teardownThen(id)).leaks;
+  }
+
+  /** {@link teardown}, with `then` applied to the record in the same journal write that crosses off what is gone. */
+  private async teardownThen(id: string, then?: (r: EnvRecord, leaks: LeakReport[]) => void): Promise<{ leaks: LeakReport[]; record: EnvRecord }> {
     const t = Date.now();
     const r = await this.mustRead(id);
     const leaks: LeakReport[] = [];
@@ -621,12 +627,13 @@ export class Runtime {
       leaks.push({ what: 'cgroup', detail: `${r.cgroupPath} kept: processes are still inside` });
     }
     // everything verified gone is crossed off in one write; a teardown cut short repeats the checks
-    await this.journal.update(id, (x) => {
+    const record = await this.journal.update(id, (x) => {
       markRemoved(x, gone, new Date().toISOString());
       x.timings = { ...x.timings, teardown: Date.now() - t };
+      then?.(x, leaks);
     });
     this.options.metrics?.teardownDuration.observe((Date.now() - t) / 1000);
-    return leaks;
+    return { leaks, record };
   }
 
   private async tryStep(leaks: LeakReport[], what: string, fn: () => Promise<void>): Promise<void> {
