@@ -8,7 +8,9 @@
  *    namespaces, uid mapping, rootfs and init; the rootfs bind is made once),
  *    and vs conmon running `runc create` with the exec-fifo start on that
  *    bundle (the floor of any runtime that keeps conmon as the monitor);
- *  - churn: create+destroy cycles per second at concurrency 1 and 4;
+ *  - churn: create+destroy cycles per second at concurrency 1 and 4, vs bare
+ *    `runc run --detach` + `runc delete` and vs the conmon floor doing the same
+ *    cycles (/bin/true behind the same init) at the same concurrency;
  *  - memory per running env at 100 envs: the runtime process's RSS growth with
  *    100 in-process supervisors, plus each env's conmon (PSS), vs the workload's own PSS;
  *  - a GC pass over 1,000 planted orphans vs removing the same objects by hand;
@@ -163,6 +165,27 @@ class Bench {
     }
   }
 
+  /** conmon's launch of container `cid` in `bundle` (which has `exit/` and `sock/`), for the conmon floor. */
+  private conmonLaunch(tmpl: EnvRecord, cid: string, bundle: string): Parameters<typeof conmonCreate>[0] {
+    return {
+      conmon: tmpl.runtime.conmon,
+      runc: tmpl.runtime.runc,
+      runcRoot: BASE_RUNC_ROOT,
+      containerId: cid,
+      name: cid,
+      bundle,
+      logPath: path.join(bundle, 'log'),
+      logSizeMax: 1024 * 1024,
+      exitDir: path.join(bundle, 'exit'),
+      conmonPidFile: path.join(bundle, 'conmon.pid'),
+      containerPidFile: path.join(bundle, 'container.pid'),
+      socketDir: path.join(bundle, 'sock'),
+      conmonLog: path.join(bundle, 'conmon.log'),
+      persistDir: bundle,
+      backstopSeconds: 600,
+    };
+  }
+
   /** A fresh bundle dir for container `cid` with the template config (its cgroup named after the container), `args` as its process. */
   private bundleFor(cfg: BundleConfig, cid: string, args?: string[]): string {
     const bundle = path.join(this.work, cid);
@@ -217,23 +240,7 @@ class Bench {
           await settle();
           const t = process.hrtime.bigint();
           const fifo = new FifoStart(BASE_RUNC_ROOT, sid).early(); // as ours: the start's reader waits while runc create runs
-          const launched = await conmonCreate({
-            conmon: tmpl.runtime.conmon,
-            runc,
-            runcRoot: BASE_RUNC_ROOT,
-            containerId: sid,
-            name: sid,
-            bundle,
-            logPath: path.join(bundle, 'log'),
-            logSizeMax: 1024 * 1024,
-            exitDir: path.join(bundle, 'exit'),
-            conmonPidFile: path.join(bundle, 'conmon.pid'),
-            containerPidFile: path.join(bundle, 'container.pid'),
-            socketDir: path.join(bundle, 'sock'),
-            conmonLog: path.join(bundle, 'conmon.log'),
-            persistDir: bundle,
-            backstopSeconds: 600,
-          }).catch((err: unknown) => {
+          const launched = await conmonCreate(this.conmonLaunch(tmpl, sid, bundle)).catch((err: unknown) => {
             fifo.cancel();
             throw err;
           });
@@ -262,7 +269,7 @@ class Bench {
    * the template bundle running /bin/true (behind the same init), wait until its init has exited (zombie or
    * gone, read from /proc), `runc delete`; cycles per second at `concurrency`.
    */
-  async bareChurn(concurrency: number, total: number): Promise<number> {
+  async bareChurn(concurrency: number, total: number, via: 'runc run' | 'conmon' = 'runc run'): Promise<number> {
     const { record: tmpl, cfg } = await this.ensureTemplate();
     const runc = tmpl.runtime.runc;
     const sep = cfg.process.args.indexOf('--');
@@ -280,16 +287,32 @@ class Bench {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (left-- > 0) {
-          const cid = `rc-${this.tag}-${concurrency}-${k++}`;
+          const cid = `rc-${this.tag}-${via === 'conmon' ? 'm' : ''}${concurrency}-${k++}`;
           const bundle = this.bundleFor(cfg, cid, args);
           const pidFile = path.join(bundle, 'pid');
-          await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--pid-file', pidFile, '--bundle', bundle, cid], { timeoutMs: TIMEOUT, discardOutput: true });
-          const pid = Number(readFileSync(pidFile, 'utf8'));
+          let pid: number;
+          let conmonPid = 0;
+          if (via === 'conmon') {
+            for (const d of ['exit', 'sock']) mkdirSync(path.join(bundle, d));
+            const fifo = new FifoStart(BASE_RUNC_ROOT, cid).early();
+            const launched = await conmonCreate(this.conmonLaunch(tmpl, cid, bundle)).catch((err: unknown) => {
+              fifo.cancel();
+              throw err;
+            });
+            await fifo.finish(runc, launched.containerPid);
+            pid = launched.containerPid;
+            conmonPid = launched.conmonPid;
+          } else {
+            await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'run', '--detach', '--pid-file', pidFile, '--bundle', bundle, cid], { timeoutMs: TIMEOUT, discardOutput: true });
+            pid = Number(readFileSync(pidFile, 'utf8'));
+          }
           for (const deadline = Date.now() + TIMEOUT; !ended(pid); ) {
             if (Date.now() > deadline) throw new Error(`bench: ${cid} (pid ${pid}) did not exit`);
             await sleep(1);
           }
           await runProgram(runc, ['--root', BASE_RUNC_ROOT, 'delete', cid], { timeoutMs: TIMEOUT, discardOutput: true });
+          // conmon exits once it has seen the workload end and written the exit file
+          for (let w = 0; w < 5000 && conmonPid && !ended(conmonPid); w++) await sleep(1); // a zombie counts: PID 1 reaps it
           rmSync(bundle, { recursive: true, force: true });
         }
       }),
@@ -506,7 +529,9 @@ export async function benchNode(): Promise<BenchTable> {
     ] as const) {
       const rate = await b.churn(conc, n);
       const bareRate = await b.bareChurn(conc, n);
+      const floorRate = await b.bareChurn(conc, n, 'conmon');
       rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: `bare runc run --detach + delete, concurrency ${conc}`, value: bareRate }, target: '≥ 20 envs/s', pass: rate >= 20 }));
+      rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: `conmon floor (conmon + runc create + fifo start, runc delete; nothing else), concurrency ${conc}`, value: floorRate } }));
       rows.push(row({ name: `churn, concurrency ${conc}`, value: rate, unit: 'envs/s', baseline: { name: 'raw floor, serial', value: rawRate } }));
     }
     await b.endTemplate();
