@@ -5,7 +5,8 @@
  *    (bench/raw-floor.c: clone with all seven namespaces + cgroups + exec
  *    /bin/true + reap + rmdir) and vs bare `runc create && runc start` /
  *    `runc delete --force` of the bundle config our runtime generated (same
- *    namespaces, uid mapping, rootfs and init; the rootfs bind is made once),
+ *    namespaces, uid mapping, rootfs and init; the rootfs bind is made once;
+ *    the env's memory and pids limits, which our runtime writes itself, asked of runc),
  *    and vs conmon running `runc create` with the exec-fifo start on that
  *    bundle (the floor of any runtime that keeps conmon as the monitor);
  *  - churn: create+destroy cycles per second at concurrency 1 and 4, vs bare
@@ -53,11 +54,15 @@ const sleep = (n: number): Promise<void> => new Promise((r) => setTimeout(r, n))
 type BundleConfig = {
   process: { args: string[] };
   root: { path: string };
-  linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] };
+  linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[]; resources?: Record<string, unknown> };
 };
 
+/** Every bench env's limits; the baselines' bundle asks runc for the same ones. */
+const BENCH_MEMORY_BYTES = 64 * 1024 * 1024;
+const BENCH_PIDS = 64;
+
 function spec(command: string[]): ReturnType<typeof parseSpec> {
-  return parseSpec({ class: 'bench', workload: { command }, resources: { memory: { max: '64Mi' }, pids: { max: 64 } }, lifecycle: { timeoutSeconds: 600 } });
+  return parseSpec({ class: 'bench', workload: { command }, resources: { memory: { max: String(BENCH_MEMORY_BYTES) }, pids: { max: BENCH_PIDS } }, lifecycle: { timeoutSeconds: 600 } });
 }
 
 function pssKiB(pid: number): number {
@@ -148,6 +153,8 @@ class Bench {
     const record = await this.rt.create({ id, name: id, spec: spec(['/bin/sleep', '1000']) });
     const cfg = JSON.parse(readFileSync(envPaths(this.rt.stateDir, id).config, 'utf8')) as BundleConfig;
     cfg.linux.namespaces = cfg.linux.namespaces.map((n) => ({ type: n.type })); // runc makes the netns itself
+    // the env's limits, which our runtime writes itself before runc runs: in the baselines' bundle runc sets them
+    cfg.linux.resources = { ...cfg.linux.resources, memory: { limit: BENCH_MEMORY_BYTES }, pids: { limit: BENCH_PIDS } };
     this.template = { id, record, cfg };
     return this.template;
   }
