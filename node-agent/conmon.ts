@@ -177,36 +177,31 @@ function pidOf(file: string, content: string): number {
 const EARLY_POLL_MS = 2;
 
 /** `runc start`: the workload's first instruction runs after this (it is already in its cgroup). */
-export async function runcStart(runc: string, root: string, id: string): Promise<void> {
+async function runcStart(runc: string, root: string, id: string): Promise<void> {
   await run(runc, ['--root', root, 'start', id], { timeoutMs: 30_000 });
 }
 
 /**
  * Start a created container the way `runc start` does, without a second runc
- * process: runc's init waits, after `runc create`, until someone opens
+ * process: runc's init waits, at the end of `runc create`, until someone opens
  * `<root>/<id>/exec.fifo` for reading; it then writes one byte and execs the
  * workload, and the starter removes the fifo (runc reports a container whose
  * fifo is gone as running). The fifo is opened non-blocking and polled, so an
  * init that died can never hang us. When the fifo is not there (another runc
- * layout) or anything is unexpected, it falls back to `runc start`.
- * Returns how it started the container.
- */
-export async function startCreated(runc: string, root: string, id: string, initPid: number, timeoutMs = 10_000): Promise<'fifo' | 'runc start'> {
-  return new FifoStart(root, id).finish(runc, initPid, timeoutMs);
-}
-
-/**
- * The exec-fifo start of {@link startCreated}, begun while `runc create` still
- * runs: runc makes the fifo early in create, and its init opens it for writing
- * only at the very end, once the container is set up and runc has saved its
- * state. With a reader already there the init does not wait for one: it writes
- * its byte into the pipe and execs the workload at once, while runc create
- * exits and conmon reports, instead of after them. `early()` looks for the
- * fifo every 2 ms (a stat) until it can open it, and then stops; the byte
- * waits in the pipe. `finish()` is called once conmon reported the init's pid
- * and ends the start as startCreated does. `cancel()` closes the fifo when the
- * create failed (runc then removes the container, init and fifo included). The
- * fifo file is removed only in finish(), after `runc create` has exited.
+ * layout) or anything is unexpected, finish() falls back to `runc start`.
+ *
+ * The reader can be there before the init needs it: runc makes the fifo early
+ * in create, and its init opens it for writing only at the very end, once the
+ * container is set up and runc has saved its state. With a reader already
+ * there the init does not wait for one: it writes its byte into the pipe and
+ * execs the workload at once, while runc create exits and conmon reports,
+ * instead of after them. `early()` looks for the fifo every 2 ms (a stat)
+ * until it can open it, and then stops; the byte waits in the pipe. `finish()`
+ * is called once conmon reported the init's pid: it reads the byte, removes
+ * the fifo and returns how the container was started. `cancel()` closes the
+ * fifo when the create failed (runc then removes the container, init and fifo
+ * included). The fifo file is removed only in finish(), after `runc create`
+ * has exited.
  */
 export class FifoStart {
   private fd: number | undefined;
