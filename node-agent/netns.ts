@@ -4,10 +4,10 @@
  * to runc by path, and deleted in teardown. Traffic counters for idle detection
  * come from /proc/<pid>/net/dev of a process inside it.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseNetDev } from '../src/core/procfs.js';
+import { parseMountinfo, parseNetDev } from '../src/core/procfs.js';
 import { run } from './exec.js';
 import { netnsPath } from './names.js';
 import { sharedHelper } from './spawner.js';
@@ -29,11 +29,60 @@ export interface NetnsTools {
   readonly ip: string;
   /** util-linux unshare(1). */
   readonly unshare: string;
+  /** util-linux mount(8), to make the handles' directory a shared mount point once. */
+  readonly mount: string;
+}
+
+/** Where named netns handles live (iproute2's NETNS_RUN_DIR). */
+export const NETNS_DIR = path.dirname(netnsPath('x'));
+
+/** What {@link ensureNetnsDir} found and did. */
+export type NetnsDirState = 'ready' | 'made-shared' | 'bound-and-made-shared';
+
+/** What the top mount at `dir` is, from a mountinfo text: absent, private/slave, or shared. */
+export function netnsDirMount(mountinfo: string, dir: string = NETNS_DIR): 'none' | 'not-shared' | 'shared' {
+  const at = parseMountinfo(mountinfo).filter((m) => m.mountPoint === dir);
+  const top = at[at.length - 1];
+  if (!top) return 'none';
+  return top.optionalFields.some((f) => f.startsWith('shared:')) ? 'shared' : 'not-shared';
+}
+
+let netnsDirReady: Promise<NetnsDirState> | undefined;
+
+/**
+ * Make the handles' directory a mount point of its own with shared
+ * propagation, as `ip netns add` does before its first handle. A handle bound
+ * on the plain directory is hidden as soon as anything else on the host
+ * (iproute2, a CNI plugin) binds /run/netns onto itself: `ip netns delete`
+ * then unmounts only the copy on top, the unlink fails with EBUSY, and the
+ * namespace can no longer be deleted by name — a leak. Done once per process
+ * (a failure is retried by the next create); the bind is recursive, like
+ * iproute2's, so handles already there stay reachable.
+ */
+export function ensureNetnsDir(tools: Pick<NetnsTools, 'mount'>): Promise<NetnsDirState> {
+  netnsDirReady ??= (async (): Promise<NetnsDirState> => {
+    mkdirSync(NETNS_DIR, { recursive: true, mode: 0o755 });
+    const found = netnsDirMount(readFileSync('/proc/self/mountinfo', 'utf8'));
+    if (found === 'shared') return 'ready';
+    if (found === 'none') await run(tools.mount, ['--rbind', NETNS_DIR, NETNS_DIR], { timeoutMs: TIMEOUT });
+    await run(tools.mount, ['--make-rshared', NETNS_DIR], { timeoutMs: TIMEOUT });
+    return found === 'none' ? 'bound-and-made-shared' : 'made-shared';
+  })().catch((err: unknown) => {
+    netnsDirReady = undefined;
+    throw new Error(`netns: cannot make ${NETNS_DIR} a shared mount point: ${(err as Error).message}`, { cause: err });
+  });
+  return netnsDirReady;
+}
+
+/** Forget what {@link ensureNetnsDir} found (tests that change the mount table). */
+export function resetNetnsDirCheck(): void {
+  netnsDirReady = undefined;
 }
 
 /**
- * Create netns `name` with `lo` up. The handle file is created with O_EXCL
- * first, so an existing netns of that name is never reused; the namespace is
+ * Create netns `name` with `lo` up. The handles' directory is made a shared
+ * mount point first ({@link ensureNetnsDir}, once per process), then the
+ * handle file is created with O_EXCL, so an existing netns of that name is never reused; the namespace is
  * then bind-mounted on it (exactly what `ip netns add` leaves behind, so
  * `ip netns` lists and deletes it). With the spawn helper a child of the
  * helper does it in three system calls; without one, `unshare --net=FILE`
@@ -42,8 +91,8 @@ export interface NetnsTools {
  */
 export async function createNetns(tools: NetnsTools, name: string): Promise<void> {
   const file = netnsPath(name);
-  // two metadata calls on /run (tmpfs on a normal host): synchronous, cheaper than thread-pool round trips
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+  await ensureNetnsDir(tools);
+  // a metadata call on /run (tmpfs on a normal host): synchronous, cheaper than a thread-pool round trip
   writeFileSync(file, '', { flag: 'wx', mode: 0o444 });
   try {
     if (!(await viaHelper(file, name))) {

@@ -6,14 +6,15 @@
  * holding a namespace that is not the host's, with lo up.
  */
 import { execa } from 'execa';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createNetns, deleteNetns, netnsExists } from '../../node-agent/netns.js';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createNetns, deleteNetns, netnsDirMount, netnsExists } from '../../node-agent/netns.js';
 import { hostName, netnsPath } from '../../node-agent/names.js';
 import { closeSharedHelper, sharedHelper } from '../../node-agent/spawner.js';
 import { parseMountinfo } from '../../src/core/procfs.js';
-import { checkLeaksAfterAll, testId } from './helpers.js';
+import { checkLeaksAfterAll, REPO, testId } from './helpers.js';
 
-const tools = { ip: 'ip', unshare: 'unshare' };
+const tools = { ip: 'ip', unshare: 'unshare', mount: 'mount' };
 const made: string[] = [];
 checkLeaksAfterAll([]);
 
@@ -100,5 +101,35 @@ describe('named netns', () => {
     } finally {
       delete process.env.DENV_SPAWN_HELPER;
     }
+  });
+
+  it('makes /run/netns a shared mount point first, so a later `ip netns add` cannot hide our handle (fresh host, private mount namespace)', async () => {
+    const ours = fresh();
+    const theirs = `test-${testId()}`;
+    const child = await execa('unshare', ['--mount', '--propagation', 'private', '--', process.execPath, '--import', 'tsx/esm', path.join(REPO, 'test/node/netns-dir-runner.ts'), ours, theirs], {
+      cwd: REPO,
+      timeout: 60_000,
+      reject: false,
+    });
+    try {
+      expect(child.stderr).not.toMatch(/netns-dir-runner:/);
+      const seen = JSON.parse(String(child.stdout).trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+      // the child started from a plain directory, made it a shared mount point, and deleted its netns after
+      // iproute2 had bound the directory onto itself (without the first step: EBUSY, the handle stays)
+      expect(seen).toEqual({ before: 'none', afterCreate: 'shared', deleted: true, oursLeft: false });
+    } finally {
+      // the child's mounts went with its namespace; only a plain handle file could be left in the shared directory
+      for (const f of [netnsPath(ours), netnsPath(theirs)]) {
+        if (existsSync(f) && !parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === f)) rmSync(f);
+      }
+    }
+  });
+
+  it('reads the handles directory from mountinfo: absent, not shared, shared (the top mount counts)', () => {
+    const line = (id: number, parent: number, at: string, opt: string): string => `${id} ${parent} 254:0 /run/netns ${at} rw,relatime ${opt}- ext4 /dev/vda rw`;
+    expect(netnsDirMount(`${line(27, 1, '/', '')}\n`)).toBe('none');
+    expect(netnsDirMount(`${line(67, 27, '/run/netns', '')}\n`)).toBe('not-shared');
+    expect(netnsDirMount(`${line(67, 27, '/run/netns', 'shared:1 ')}\n`)).toBe('shared');
+    expect(netnsDirMount(`${line(67, 27, '/run/netns', 'shared:1 ')}\n${line(68, 67, '/run/netns', 'master:1 ')}\n`)).toBe('not-shared');
   });
 });
