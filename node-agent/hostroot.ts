@@ -156,6 +156,8 @@ export class HostRoot {
    * state dir can still be using it. Returns true when something was removed.
    */
   async release(idle: () => Promise<boolean>): Promise<boolean> {
+    // nothing there: take no lock, whose directory would bring back a state dir its owner has removed
+    if (!(await this.present())) return false;
     return this.exclusive(async () => {
       if (!(await this.present())) return false;
       if (!(await idle())) return false;

@@ -309,13 +309,27 @@ describe('shared host root lock', () => {
       const dead = spawnSync('/bin/true').pid; // a pid that has exited
       for (const content of [String(dead), '']) {
         writeFileSync(hr.paths.lock, content);
+        writeFileSync(hr.paths.marker, ''); // a tree to release (no mounts): the release has to take the lock
         const t = Date.now();
-        expect(await hr.release(() => Promise.resolve(true))).toBe(false); // nothing to remove, but it had to take the lock
+        expect(await hr.release(() => Promise.resolve(true))).toBe(true);
         expect(Date.now() - t).toBeLessThan(2000);
         expect(existsSync(hr.paths.lock)).toBe(false);
+        expect(existsSync(hr.paths.marker)).toBe(false);
       }
       // no temp files of the lock protocol are left behind
       expect(readdirSync(dir).filter((n) => n.startsWith('hostroot.lock'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('releasing when there is no tree takes no lock, so a state dir its owner removed is not made again', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'denv-lock-'));
+    const hr = new HostRoot(dir, tools);
+    rmSync(dir, { recursive: true, force: true });
+    try {
+      expect(await hr.release(() => Promise.resolve(true))).toBe(false);
+      expect(existsSync(dir)).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
