@@ -121,13 +121,28 @@ async function viaHelper(file: string, name: string): Promise<boolean> {
   return true;
 }
 
-/** Delete netns `name`; a netns that does not exist counts as deleted. Verifies the handle is gone. */
+/**
+ * Delete netns `name`; a netns that does not exist counts as deleted. Verifies the handle is gone.
+ * With the spawn helper a child of it does what `ip netns delete` does (detach the mount, remove
+ * the file: two system calls instead of a program); without one, or with a helper built before
+ * that request existed, `ip netns delete` runs.
+ */
 export async function deleteNetns(ip: string, name: string): Promise<void> {
   if (!(await netnsExists(name))) return;
-  const r = await run(ip, ['netns', 'delete', name], { timeoutMs: TIMEOUT, allowFailure: true });
+  const file = netnsPath(name);
+  const how = (await deleteViaHelper(file)) ?? { by: 'ip netns delete', ...(await run(ip, ['netns', 'delete', name], { timeoutMs: TIMEOUT, allowFailure: true })) };
   if (await netnsExists(name)) {
-    throw new Error(`netns: ${name} still exists after ip netns delete (exit ${r.exitCode}: ${r.stderr.trim()})`);
+    throw new Error(`netns: ${name} still exists after ${how.by} (exit ${how.exitCode}: ${how.stderr.trim()})`);
   }
+}
+
+/** The helper's delete of a netns handle; undefined when there is no helper that can do it. */
+async function deleteViaHelper(file: string): Promise<{ by: string; exitCode: number | undefined; stderr: string } | undefined> {
+  const helper = sharedHelper();
+  if (!helper) return undefined;
+  const r = await helper.run({ file, args: [], timeoutMs: TIMEOUT, netnsDelete: true }).catch(() => undefined);
+  if (!r || r.state === 'error') return undefined; // the helper died, or predates the request: nothing was done
+  return { by: 'the helper\'s delete', exitCode: r.exitCode ?? undefined, stderr: r.timedOut ? `timed out after ${TIMEOUT} ms` : r.stderr };
 }
 
 /** Total bytes received and sent on every interface of the netns `pid` lives in; undefined if it is gone. */

@@ -51,6 +51,12 @@ export interface SpawnRequest {
    * with the failing step on stderr). A helper built before this existed answers `error`.
    */
   readonly netns?: boolean;
+  /**
+   * No program: `file` is a netns handle, and a child of the helper detaches its mount and
+   * removes it, as `ip netns delete` does (exit 0, or non-zero with the failing step on stderr).
+   * A helper built before this existed answers `error`.
+   */
+  readonly netnsDelete?: boolean;
 }
 
 const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 7: 'E2BIG', 8: 'ENOEXEC', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 20: 'ENOTDIR', 22: 'EINVAL', 24: 'EMFILE', 40: 'ELOOP' };
@@ -111,7 +117,7 @@ export class SpawnHelper {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     const env = Object.entries(req.env ?? {}).map(([k, v]) => `${k}=${v}`);
-    const flags = (req.newSession ? 1 : 0) | (req.syncFd3 ? 2 : 0) | (req.outputFile ? 4 : 0) | (req.netns ? 8 : 0);
+    const flags = (req.newSession ? 1 : 0) | (req.syncFd3 ? 2 : 0) | (req.outputFile ? 4 : 0) | (req.netns ? 8 : 0) | (req.netnsDelete ? 16 : 0);
     const fields = ['1', String(id), String(Math.max(1, Math.round(req.timeoutMs))), String(flags), req.cwd ?? '', req.outputFile ?? '', String(env.length), ...env, String(1 + req.args.length), req.file, ...req.args];
     for (const f of fields) if (f.includes('\0')) return Promise.reject(new Error(`denv-spawn: argument contains a NUL byte: ${JSON.stringify(f)}`));
     const payload = Buffer.from(fields.map((f) => `${f}\0`).join(''), 'utf8');

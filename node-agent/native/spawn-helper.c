@@ -24,6 +24,9 @@
  *       (what `ip netns add` leaves behind) and sets its loopback up; it
  *       exits 0, or non-zero with the failing step on stderr. Three system
  *       calls instead of two programs (unshare(1), ip(8)) on every create.
+ *   16 = no program: argv[0] is a netns handle; a forked child detaches its
+ *       mount and removes the file (what `ip netns delete` does) and exits
+ *       0, or non-zero with the failing step on stderr.
  * Response payload: a header line
  *   "<id> <state> <exit_code> <signal> <timed_out> <errno> <out_len> <err_len> <sync_len>\n"
  * followed by out, err and sync bytes. state: "exit" (exit_code or signal
@@ -62,7 +65,7 @@ extern char **environ;
 #define MAX_FRAME (4 << 20)
 #define PIPE_GRACE_MS 2000 /* a grandchild that keeps the pipes open must not hold the answer */
 
-enum { F_SETSID = 1, F_SYNC3 = 2, F_OUTFILE = 4, F_NETNS = 8 };
+enum { F_SETSID = 1, F_SYNC3 = 2, F_OUTFILE = 4, F_NETNS = 8, F_NETNS_DEL = 16 };
 
 struct buf {
   char *p;
@@ -215,6 +218,20 @@ static int make_netns(const char *handle) {
   return 0;
 }
 
+/* The child of a F_NETNS_DEL request, like `ip netns delete`: detach the handle's mount (none there is
+ * fine), then remove the file; returns its exit code (the failing step on stderr). */
+static int delete_netns(const char *handle) {
+  if (umount2(handle, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
+    fprintf(stderr, "umount2 %s: %s\n", handle, strerror(errno));
+    return 20;
+  }
+  if (unlink(handle) < 0 && errno != ENOENT) {
+    fprintf(stderr, "Cannot remove namespace file \"%s\": %s\n", handle, strerror(errno));
+    return 21;
+  }
+  return 0;
+}
+
 static void start(char *payload, size_t n) {
   size_t k;
   char **f = fields(payload, n, &k);
@@ -269,7 +286,7 @@ static void start(char *payload, size_t n) {
   for (size_t i = 0; i < nargv; i++) argvz[i] = argv[i];
 
   char pathbuf[4096];
-  const char *file = (flags & F_NETNS) ? argv[0] : resolve(argv[0], path_env, pathbuf, sizeof pathbuf);
+  const char *file = (flags & (F_NETNS | F_NETNS_DEL)) ? argv[0] : resolve(argv[0], path_env, pathbuf, sizeof pathbuf);
   int pout[2] = {-1, -1}, perr[2] = {-1, -1}, psync[2] = {-1, -1};
   int err = 0, ofd = -1, nullfd = -1;
   if (!file) {
@@ -295,7 +312,7 @@ static void start(char *payload, size_t n) {
   }
 
   pid_t pid;
-  if (flags & F_NETNS) {
+  if (flags & (F_NETNS | F_NETNS_DEL)) {
     /* the helper is single-threaded and small: a plain fork is cheap here */
     pid = fork();
     if (pid == 0) {
@@ -305,7 +322,7 @@ static void start(char *payload, size_t n) {
       dup2(nullfd, 0);
       dup2(pout[1], 1);
       dup2(perr[1], 2);
-      _exit(make_netns(file));
+      _exit((flags & F_NETNS) ? make_netns(file) : delete_netns(file));
     }
     err = pid < 0 ? errno : 0;
     goto out;

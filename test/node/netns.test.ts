@@ -6,7 +6,7 @@
  * holding a namespace that is not the host's, with lo up.
  */
 import { execa } from 'execa';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createNetns, deleteNetns, netnsDirMount, netnsExists } from '../../node-agent/netns.js';
 import { hostName, netnsPath } from '../../node-agent/names.js';
@@ -72,6 +72,28 @@ describe('named netns', () => {
     const r = await h.run({ file: missing, args: [], timeoutMs: 10_000, netns: true });
     expect(r).toMatchObject({ state: 'exit', exitCode: 11 });
     expect(r.stderr).toContain(`mount --bind /proc/self/ns/net ${missing}: No such file or directory`);
+  });
+
+  it('the helper\'s delete op detaches the mount and removes the handle, and names the failing step otherwise', async () => {
+    const h = sharedHelper()!;
+    const name = fresh();
+    await createNetns(tools, name);
+    const file = netnsPath(name);
+    expect(await h.run({ file, args: [], timeoutMs: 10_000, netnsDelete: true })).toMatchObject({ state: 'exit', exitCode: 0, stderr: '' });
+    expect(existsSync(file)).toBe(false);
+    expect(parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === file)).toBe(false);
+    // already gone: nothing to do, like a teardown repeated after a crash
+    expect(await h.run({ file, args: [], timeoutMs: 10_000, netnsDelete: true })).toMatchObject({ state: 'exit', exitCode: 0 });
+    // a path that is not mounted and cannot be unlinked (a directory): the unlink step is named
+    const dir = `${file}-dir`;
+    mkdirSync(dir);
+    try {
+      const r = await h.run({ file: dir, args: [], timeoutMs: 10_000, netnsDelete: true });
+      expect(r).toMatchObject({ state: 'exit', exitCode: 21 });
+      expect(r.stderr).toContain(`Cannot remove namespace file "${dir}": Is a directory`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('two creates give two different namespaces', async () => {
