@@ -49,14 +49,15 @@ const SETTLE_MS = Number(process.env.BENCH_NODE_SETTLE_MS ?? 50);
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
+/** USER_HZ: the unit of /proc/stat (100 on Linux for every architecture Node runs on here). */
+const HZ = 100;
+
 /** The machine's busy CPU time so far, in ms (every process: /proc/stat's cpu line less idle and iowait). */
 function hostBusyMs(): number {
   const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
   return ((user + nice + system + irq + softirq + steal) * 1000) / HZ;
 }
-/** USER_HZ: the unit of /proc/stat (100 on Linux for every architecture Node runs on here). */
-const HZ = 100;
 
 /** `fn` returning a rate of `total` cycles, and the machine's busy CPU per cycle while it ran (ms). */
 async function withCpu(total: number, fn: () => Promise<number>): Promise<{ rate: number; cpuMs: number }> {

@@ -38,21 +38,31 @@ export interface MountTools {
 const TIMEOUT = 15_000;
 
 /** Make `dir` a private, unbindable self-bind (idempotent). Returns true when this call made it. */
-export async function ensureAnchor(tools: MountTools, dir: string): Promise<boolean> {
-  const table = await mountTable();
-  const top = topMountAt(table, dir);
-  if (top && top.optionalFields.includes('unbindable')) return false;
-  let made = false;
-  if (!top) {
-    await run(tools.mount, ['--bind', dir, dir], { timeoutMs: TIMEOUT });
-    made = true;
-  }
-  await run(tools.mount, ['--make-unbindable', dir], { timeoutMs: TIMEOUT });
-  return made;
+export function ensureAnchor(tools: Pick<MountTools, 'mount'>, dir: string): Promise<boolean> {
+  return ensureSelfBind(tools, dir, { recursive: false, propagation: 'unbindable' });
+}
+
+/**
+ * Make `dir` a mount point of its own (bound onto itself; `recursive` keeps
+ * what is mounted below it reachable) with `propagation`, recursively too when
+ * `recursive` (idempotent: nothing is done when its top mount already has it).
+ * Returns true when this call made the bind.
+ */
+export async function ensureSelfBind(tools: Pick<MountTools, 'mount'>, dir: string, how: { recursive: boolean; propagation: 'unbindable' | 'shared' }): Promise<boolean> {
+  const top = topMountAt(await mountTable(), dir);
+  if (top && hasPropagation(top, how.propagation)) return false;
+  if (!top) await run(tools.mount, [how.recursive ? '--rbind' : '--bind', dir, dir], { timeoutMs: TIMEOUT });
+  await run(tools.mount, [`--make-${how.recursive ? 'r' : ''}${how.propagation}`, dir], { timeoutMs: TIMEOUT });
+  return !top;
+}
+
+/** True when mount `m` has `propagation` (mountinfo's optional fields: `unbindable`, `shared:N`). */
+export function hasPropagation(m: MountEntry, propagation: 'unbindable' | 'shared'): boolean {
+  return propagation === 'unbindable' ? m.optionalFields.includes('unbindable') : m.optionalFields.some((f) => f.startsWith('shared:'));
 }
 
 /** The most recent mount stacked at exactly `dir`. */
-function topMountAt(table: readonly MountEntry[], dir: string): MountEntry | undefined {
+export function topMountAt(table: readonly MountEntry[], dir: string): MountEntry | undefined {
   const at = table.filter((m) => m.mountPoint === dir);
   return at[at.length - 1];
 }

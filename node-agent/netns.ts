@@ -4,11 +4,12 @@
  * to runc by path, and deleted in teardown. Traffic counters for idle detection
  * come from /proc/<pid>/net/dev of a process inside it.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseMountinfo, parseNetDev } from '../src/core/procfs.js';
 import { run } from './exec.js';
+import { ensureSelfBind, hasPropagation, topMountAt } from './mounts.js';
 import { netnsPath } from './names.js';
 import { sharedHelper } from './spawner.js';
 
@@ -36,18 +37,14 @@ export interface NetnsTools {
 /** Where named netns handles live (iproute2's NETNS_RUN_DIR). */
 export const NETNS_DIR = path.dirname(netnsPath('x'));
 
-/** What {@link ensureNetnsDir} found and did. */
-export type NetnsDirState = 'ready' | 'made-shared' | 'bound-and-made-shared';
-
-/** What the top mount at `dir` is, from a mountinfo text: absent, private/slave, or shared. */
+/** What the top mount at `dir` is, from a mountinfo text: absent, shared, or not shared (private, slave). */
 export function netnsDirMount(mountinfo: string, dir: string = NETNS_DIR): 'none' | 'not-shared' | 'shared' {
-  const at = parseMountinfo(mountinfo).filter((m) => m.mountPoint === dir);
-  const top = at[at.length - 1];
+  const top = topMountAt(parseMountinfo(mountinfo), dir);
   if (!top) return 'none';
-  return top.optionalFields.some((f) => f.startsWith('shared:')) ? 'shared' : 'not-shared';
+  return hasPropagation(top, 'shared') ? 'shared' : 'not-shared';
 }
 
-let netnsDirReady: Promise<NetnsDirState> | undefined;
+let netnsDirReady: Promise<void> | undefined;
 
 /**
  * Make the handles' directory a mount point of its own with shared
@@ -59,24 +56,15 @@ let netnsDirReady: Promise<NetnsDirState> | undefined;
  * (a failure is retried by the next create); the bind is recursive, like
  * iproute2's, so handles already there stay reachable.
  */
-export function ensureNetnsDir(tools: Pick<NetnsTools, 'mount'>): Promise<NetnsDirState> {
-  netnsDirReady ??= (async (): Promise<NetnsDirState> => {
+export function ensureNetnsDir(tools: Pick<NetnsTools, 'mount'>): Promise<void> {
+  netnsDirReady ??= (async (): Promise<void> => {
     mkdirSync(NETNS_DIR, { recursive: true, mode: 0o755 });
-    const found = netnsDirMount(readFileSync('/proc/self/mountinfo', 'utf8'));
-    if (found === 'shared') return 'ready';
-    if (found === 'none') await run(tools.mount, ['--rbind', NETNS_DIR, NETNS_DIR], { timeoutMs: TIMEOUT });
-    await run(tools.mount, ['--make-rshared', NETNS_DIR], { timeoutMs: TIMEOUT });
-    return found === 'none' ? 'bound-and-made-shared' : 'made-shared';
+    await ensureSelfBind(tools, NETNS_DIR, { recursive: true, propagation: 'shared' });
   })().catch((err: unknown) => {
     netnsDirReady = undefined;
     throw new Error(`netns: cannot make ${NETNS_DIR} a shared mount point: ${(err as Error).message}`, { cause: err });
   });
   return netnsDirReady;
-}
-
-/** Forget what {@link ensureNetnsDir} found (tests that change the mount table). */
-export function resetNetnsDirCheck(): void {
-  netnsDirReady = undefined;
 }
 
 /**
