@@ -87,7 +87,10 @@ describe('denv run on the hybrid host', () => {
     note(res);
     expect(res).toMatchObject({ phase: 'Failed', reason: 'OOMKilled' });
     expect(res.usage.oomKills).toBeGreaterThanOrEqual(1);
-    expect(res.usage.memoryPeakBytes).toBeLessThanOrEqual(32 * 1024 * 1024);
+    // The kernel force-charges a few pages past the limit to a task it is
+    // OOM-killing (so it can exit), so the peak may pass 32 MiB by that much;
+    // the hog asked for 400 MiB, so 1 MiB of slack still proves the limit held.
+    expect(res.usage.memoryPeakBytes).toBeLessThanOrEqual(33 * 1024 * 1024);
   });
 
   it('a fork bomb stays under pids.max, is reclaimed as ResourceExceeded, and the host keeps forking', async () => {

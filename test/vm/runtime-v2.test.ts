@@ -118,7 +118,9 @@ describeVm('denv run on a cgroup v2 kernel', () => {
     const res = resultOf(r, 'oom');
     expect(res).toMatchObject({ phase: 'Failed', reason: 'OOMKilled', cgroupMode: 'unified' });
     expect(res.stats.oomKills).toBeGreaterThanOrEqual(1);
-    expect(res.stats.memoryPeakBytes).toBeLessThanOrEqual(32 * 1024 * 1024);
+    // A task being OOM-killed is force-charged a few pages past memory.max so
+    // it can exit; 1 MiB of slack over 32 MiB still proves the 200 MiB hog was held.
+    expect(res.stats.memoryPeakBytes).toBeLessThanOrEqual(33 * 1024 * 1024);
   });
 
   it('memory.high: reclaims and throttles (high events) without killing', () => {
