@@ -6,10 +6,11 @@
  * `runc start`s. Everything runs against the project's runc root.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { procStartTime, procState } from '../src/core/procfs.js';
 import { ExecError, pidAlive, run } from './exec.js';
 import { sharedHelper } from './spawner.js';
 
@@ -330,6 +331,72 @@ export async function runcDelete(runc: string, root: string, id: string): Promis
     () => false,
   );
   if (left) throw new Error(`runc: container ${id} still exists after delete (exit ${r.exitCode}: ${r.stderr.trim()})`);
+}
+
+/** What {@link stoppedContainer} found: nothing, a stopped container whose state dir is all that is left, or one that needs runc. */
+export type ContainerCheck = { readonly state: 'absent' } | { readonly state: 'stopped' } | { readonly state: 'needs runc'; readonly why: string };
+
+/**
+ * Whether `runc delete` of container `id` would do no more than remove its
+ * state dir `<root>/<id>/` and the cgroup dirs in `ours` (which the caller
+ * removes and verifies itself). That is libcontainer's destroy() for a stopped
+ * container: its init is gone (no process with the recorded pid and start
+ * time, or only its zombie), it has no hooks and no Intel RDT group, and every
+ * cgroup it joined is one of `ours`. Anything else, or a state file that
+ * cannot be read, needs runc.
+ */
+export function stoppedContainer(root: string, id: string, ours: ReadonlySet<string>): ContainerCheck {
+  const dir = path.join(root, id);
+  let text: string;
+  try {
+    text = readFileSync(path.join(dir, 'state.json'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(dir)) return { state: 'absent' };
+    return { state: 'needs runc', why: `state.json: ${(err as Error).message}` };
+  }
+  let st: { init_process_pid?: unknown; init_process_start?: unknown; cgroup_paths?: unknown; intel_rdt_path?: unknown; config?: { hooks?: unknown } };
+  try {
+    st = JSON.parse(text) as typeof st;
+  } catch (err) {
+    return { state: 'needs runc', why: `state.json: ${(err as Error).message}` };
+  }
+  const pid = st.init_process_pid;
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return { state: 'needs runc', why: 'no init pid in state.json' };
+  let stat: string | undefined;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    stat = undefined; // no such process
+  }
+  if (stat !== undefined && procStartTime(stat) === String(st.init_process_start) && !['Z', 'X'].includes(procState(stat) ?? '')) {
+    return { state: 'needs runc', why: `init ${pid} is alive` };
+  }
+  const hooks = st.config?.hooks;
+  if (hooks !== undefined && hooks !== null && Object.values(hooks as Record<string, unknown>).some((h) => Array.isArray(h) && h.length > 0)) {
+    return { state: 'needs runc', why: 'it has hooks' };
+  }
+  if (typeof st.intel_rdt_path === 'string' && st.intel_rdt_path !== '') return { state: 'needs runc', why: 'it has an Intel RDT group' };
+  const cgroups = st.cgroup_paths && typeof st.cgroup_paths === 'object' ? Object.values(st.cgroup_paths as Record<string, unknown>) : [];
+  const foreign = cgroups.find((c) => typeof c !== 'string' || !ours.has(c));
+  if (foreign !== undefined) return { state: 'needs runc', why: `cgroup ${JSON.stringify(foreign)} is not the env's` };
+  return { state: 'stopped' };
+}
+
+/**
+ * Remove container `id` from runc's root: by hand when {@link stoppedContainer}
+ * says its state dir is all that `runc delete` would remove (the common case at
+ * teardown, when the workload has exited: it saves a runc process, about 9 ms of
+ * CPU), else `runc delete --force`. Either way the state dir is verified gone.
+ */
+export async function removeContainer(runc: string, root: string, id: string, ourCgroups: ReadonlySet<string>): Promise<'absent' | 'state dir' | 'runc delete'> {
+  const check = stoppedContainer(root, id, ourCgroups);
+  if (check.state === 'absent') return 'absent';
+  if (check.state === 'stopped') {
+    rmSync(path.join(root, id), { recursive: true, force: true });
+    if (!existsSync(path.join(root, id))) return 'state dir';
+  }
+  await runcDelete(runc, root, id);
+  return 'runc delete';
 }
 
 /** The exit code conmon recorded (128+signal for a signal), or undefined while the workload runs. */

@@ -446,13 +446,14 @@ export function markCreated(r: EnvRecord, refs: readonly ResourceRef[], at: stri
   }
 }
 
-/** Mark `refs` removed in `r` (in place); an entry already removed keeps its time. */
+/** Mark `refs` removed in `r` (in place), with their detail (e.g. how); an entry already removed keeps its time. */
 export function markRemoved(r: EnvRecord, refs: readonly ResourceRef[], at: string): void {
   for (const ref of refs) {
     const e = r.resources.find((x) => x.kind === ref.kind && x.hostId === ref.hostId);
     if (!e || e.state === 'removed') continue;
     e.state = 'removed';
     e.removedAt = at;
+    if (ref.detail) e.detail = { ...e.detail, ...ref.detail };
   }
 }
 

@@ -18,14 +18,14 @@ import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import { removeEmptyLevels } from './cgroup/tree.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
-import { conmonCreate, FifoStart, logTail, readExitCode, readPidFile, runcDelete, runcKill } from './conmon.js';
+import { conmonCreate, FifoStart, logTail, readExitCode, readPidFile, removeContainer, runcKill } from './conmon.js';
 import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
 import { isFinished, Journal, markCreated, markRemoved, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
 import type { NodeMetrics } from './metrics.js';
 import { unmountTree } from './mounts.js';
-import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
+import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envIdFromHostName, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
 import { registerStateDir } from './state-registry.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
 import { buildOciConfig, type InitKind } from './oci.js';
@@ -664,8 +664,11 @@ export class Runtime {
   private async removeContainer(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const c = outstanding(r).find((x) => x.kind === 'container');
     if (!c) return;
-    await runcDelete(r.runtime.runc, r.runtime.runcRoot, c.hostId);
-    gone.push({ kind: 'container', hostId: c.hostId });
+    if (envIdFromHostName(c.hostId) === undefined) throw new Error(`container ${JSON.stringify(c.hostId)} in the journal is not one of ours`);
+    // the cgroup step after this one removes and verifies every cgroup dir the journal lists
+    const ours = new Set(r.resources.filter((x) => x.kind === 'cgroup').map((x) => x.hostId));
+    const by = await removeContainer(r.runtime.runc, r.runtime.runcRoot, c.hostId, ours);
+    gone.push({ kind: 'container', hostId: c.hostId, detail: { removedBy: by } });
   }
 
   private async reapConmon(r: EnvRecord, gone: ResourceRef[]): Promise<void> {

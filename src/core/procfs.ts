@@ -95,3 +95,10 @@ export function procState(statText: string): string | undefined {
   if (close < 0) return undefined;
   return statText.slice(close + 2, close + 3) || undefined;
 }
+
+/** Start time (field 22, clock ticks since boot) from /proc/<pid>/stat: with the pid, it names one process. */
+export function procStartTime(statText: string): string | undefined {
+  const close = statText.lastIndexOf(')');
+  if (close < 0) return undefined;
+  return statText.slice(close + 2).split(' ')[19] || undefined; // fields from 3 (state) on
+}
