@@ -40,7 +40,7 @@ import { percentile, row, type BenchRow, type BenchTable } from './table.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const TIMEOUT = 30_000;
-const SAMPLES = Number(process.env.BENCH_NODE_SAMPLES ?? 30);
+const SAMPLES = Number(process.env.BENCH_NODE_SAMPLES ?? 60);
 const MEM_ENVS = Number(process.env.BENCH_NODE_ENVS ?? 100);
 const GC_ORPHANS = 1000;
 const BASE_RUNC_ROOT = '/run/disposable-env-bench/runc';
@@ -548,8 +548,8 @@ export async function benchNode(): Promise<BenchTable> {
     }
     const rawRate = 1000 / percentile(raw, 50);
     for (const [conc, n] of [
-      [1, 30],
-      [4, 60],
+      [1, 40],
+      [4, 120],
     ] as const) {
       const { rate, cpuMs } = await withCpu(n, () => b.churn(conc, n));
       const bare = await withCpu(n, () => b.bareChurn(conc, n));
