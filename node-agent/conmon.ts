@@ -392,7 +392,11 @@ export async function removeContainer(runc: string, root: string, id: string, ou
   const check = stoppedContainer(root, id, ourCgroups);
   if (check.state === 'absent') return 'absent';
   if (check.state === 'stopped') {
-    rmSync(path.join(root, id), { recursive: true, force: true });
+    try {
+      rmSync(path.join(root, id), { recursive: true, force: true });
+    } catch {
+      // e.g. EBUSY on something mounted inside: runc delete below, and its error if that fails too
+    }
     if (!existsSync(path.join(root, id))) return 'state dir';
   }
   await runcDelete(runc, root, id);

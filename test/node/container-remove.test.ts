@@ -86,6 +86,25 @@ describe('stoppedContainer', () => {
   });
 });
 
+describe('removeContainer', () => {
+  it('a stopped container whose state dir cannot be removed (a mount inside) goes to runc delete, and the error says the container is still there', async () => {
+    const id = planted(base({ init_process_pid: await deadPid() }));
+    const busy = path.join(scratch, id, 'busy');
+    const src = path.join(scratch, `${id}-src`);
+    writeFileSync(busy, '');
+    writeFileSync(src, 'x');
+    await execa('mount', ['--bind', src, busy], { timeout: 10_000 });
+    try {
+      await expect(removeContainer('runc', scratch, id, ours)).rejects.toThrow(`runc: container ${id} still exists after delete`);
+      expect(existsSync(path.join(scratch, id))).toBe(true);
+    } finally {
+      await execa('umount', [busy], { timeout: 10_000 });
+    }
+    expect(await removeContainer('runc', scratch, id, ours)).toBe('state dir');
+    expect(existsSync(path.join(scratch, id))).toBe(false);
+  });
+});
+
 describe('on real containers', () => {
   const dirs: string[] = [];
   const sd = stateDir(dirs);
