@@ -10,7 +10,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, unlink
 import { constants } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { procStartTime, procState } from '../src/core/procfs.js';
+import { parseProcStat } from '../src/core/procfs.js';
 import { ExecError, pidAlive, run } from './exec.js';
 import { sharedHelper } from './spawner.js';
 
@@ -333,6 +333,12 @@ export async function runcDelete(runc: string, root: string, id: string): Promis
   if (left) throw new Error(`runc: container ${id} still exists after delete (exit ${r.exitCode}: ${r.stderr.trim()})`);
 }
 
+/** `<root>/<id>`, for an id runc accepts (letters, digits, `_+-.`; never `.` or `..`): a single entry of its root. */
+function containerDir(root: string, id: string): string {
+  if (!/^[\w+.-]+$/.test(id) || id === '.' || id === '..') throw new Error(`invalid container id ${JSON.stringify(id)}`);
+  return path.join(root, id);
+}
+
 /** What {@link stoppedContainer} found: nothing, a stopped container whose state dir is all that is left, or one that needs runc. */
 export type ContainerCheck = { readonly state: 'absent' } | { readonly state: 'stopped' } | { readonly state: 'needs runc'; readonly why: string };
 
@@ -346,7 +352,7 @@ export type ContainerCheck = { readonly state: 'absent' } | { readonly state: 's
  * cannot be read, needs runc.
  */
 export function stoppedContainer(root: string, id: string, ours: ReadonlySet<string>): ContainerCheck {
-  const dir = path.join(root, id);
+  const dir = containerDir(root, id);
   let text: string;
   try {
     text = readFileSync(path.join(dir, 'state.json'), 'utf8');
@@ -362,13 +368,13 @@ export function stoppedContainer(root: string, id: string, ours: ReadonlySet<str
   }
   const pid = st.init_process_pid;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return { state: 'needs runc', why: 'no init pid in state.json' };
-  let stat: string | undefined;
+  let proc: ReturnType<typeof parseProcStat>;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    proc = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
-    stat = undefined; // no such process
+    proc = undefined; // no such process
   }
-  if (stat !== undefined && procStartTime(stat) === String(st.init_process_start) && !['Z', 'X'].includes(procState(stat) ?? '')) {
+  if (proc && proc.startTicks === st.init_process_start && proc.state !== 'Z' && proc.state !== 'X') {
     return { state: 'needs runc', why: `init ${pid} is alive` };
   }
   const hooks = st.config?.hooks;
@@ -392,12 +398,13 @@ export async function removeContainer(runc: string, root: string, id: string, ou
   const check = stoppedContainer(root, id, ourCgroups);
   if (check.state === 'absent') return 'absent';
   if (check.state === 'stopped') {
+    const dir = containerDir(root, id);
     try {
-      rmSync(path.join(root, id), { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     } catch {
       // e.g. EBUSY on something mounted inside: runc delete below, and its error if that fails too
     }
-    if (!existsSync(path.join(root, id))) return 'state dir';
+    if (!existsSync(dir)) return 'state dir';
   }
   await runcDelete(runc, root, id);
   return 'runc delete';

@@ -25,7 +25,7 @@ import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.
 import { HostRoot } from './hostroot.js';
 import type { NodeMetrics } from './metrics.js';
 import { unmountTree } from './mounts.js';
-import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envIdFromHostName, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
+import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
 import { registerStateDir } from './state-registry.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
 import { buildOciConfig, type InitKind } from './oci.js';
@@ -664,7 +664,6 @@ export class Runtime {
   private async removeContainer(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const c = outstanding(r).find((x) => x.kind === 'container');
     if (!c) return;
-    if (envIdFromHostName(c.hostId) === undefined) throw new Error(`container ${JSON.stringify(c.hostId)} in the journal is not one of ours`);
     // the cgroup step after this one removes and verifies every cgroup dir the journal lists
     const ours = new Set(r.resources.filter((x) => x.kind === 'cgroup').map((x) => x.hostId));
     const by = await removeContainer(r.runtime.runc, r.runtime.runcRoot, c.hostId, ours);

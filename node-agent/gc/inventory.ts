@@ -9,11 +9,11 @@
  */
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseMountinfo } from '../../src/core/procfs.js';
+import { parseMountinfo, parseProcStat } from '../../src/core/procfs.js';
 import { run } from '../exec.js';
 import { accountsForHostObjects, Journal } from '../journal.js';
 import { envIdFromHostName, isEnvId } from '../names.js';
-import { parseProcStat, processAgeSeconds, type HostObject } from './plan.js';
+import { processAgeSeconds, type HostObject } from './plan.js';
 
 /** Where to look. */
 export interface InventoryOptions {

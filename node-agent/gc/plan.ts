@@ -94,18 +94,6 @@ export function processAgeSeconds(startTicks: number, bootTimeSec: number, nowMs
   return nowMs / 1000 - (bootTimeSec + startTicks / ticksPerSec);
 }
 
-/** The start time (field 22, clock ticks) and parent pid (field 4) of a /proc/PID/stat line. */
-export function parseProcStat(text: string): { state: string; ppid: number; startTicks: number } | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  const f = text.slice(close + 2).split(' ');
-  // f[0] is field 3 (state); field N is f[N - 3]
-  const ppid = Number(f[1]);
-  const startTicks = Number(f[19]);
-  if (!f[0] || !Number.isFinite(ppid) || !Number.isFinite(startTicks)) return undefined;
-  return { state: f[0], ppid, startTicks };
-}
-
 /** What a restarted runtime does with one journaled env. */
 export type AdoptAction =
   | 'none' // finished and clean, or someone alive is handling it

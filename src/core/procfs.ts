@@ -96,9 +96,14 @@ export function procState(statText: string): string | undefined {
   return statText.slice(close + 2, close + 3) || undefined;
 }
 
-/** Start time (field 22, clock ticks since boot) from /proc/<pid>/stat: with the pid, it names one process. */
-export function procStartTime(statText: string): string | undefined {
-  const close = statText.lastIndexOf(')');
+/** The start time (field 22, clock ticks) and parent pid (field 4) of a /proc/PID/stat line: with the pid, the start time names one process. */
+export function parseProcStat(text: string): { state: string; ppid: number; startTicks: number } | undefined {
+  const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
-  return statText.slice(close + 2).split(' ')[19] || undefined; // fields from 3 (state) on
+  const f = text.slice(close + 2).split(' ');
+  // f[0] is field 3 (state); field N is f[N - 3]
+  const ppid = Number(f[1]);
+  const startTicks = Number(f[19]);
+  if (!f[0] || !Number.isFinite(ppid) || !Number.isFinite(startTicks)) return undefined;
+  return { state: f[0], ppid, startTicks };
 }

@@ -17,7 +17,7 @@ import { hostName, RUNC_ROOT } from '../../node-agent/names.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { closeSharedHelper } from '../../node-agent/spawner.js';
 import { parseSpec } from '../../src/api/validate.js';
-import { procStartTime } from '../../src/core/procfs.js';
+import { parseProcStat } from '../../src/core/procfs.js';
 import { checkLeaksAfterAll, stateDir, testId, waitFor } from './helpers.js';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'denv-ctr-'));
@@ -36,7 +36,7 @@ function planted(state: Record<string, unknown> | string): string {
   return id;
 }
 
-const self = { pid: process.pid, start: Number(procStartTime(readFileSync('/proc/self/stat', 'utf8'))) };
+const self = { pid: process.pid, start: parseProcStat(readFileSync('/proc/self/stat', 'utf8'))!.startTicks };
 const base = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
   id: 'x',
   init_process_pid: self.pid,

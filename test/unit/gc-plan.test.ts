@@ -6,7 +6,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { adoptAction, classify, envsToReclaim, oldestOrphanAge, parseDuration, parseProcStat, processAgeSeconds, type HostObject } from '../../node-agent/gc/plan.js';
+import { adoptAction, classify, envsToReclaim, oldestOrphanAge, parseDuration, processAgeSeconds, type HostObject } from '../../node-agent/gc/plan.js';
+import { parseProcStat } from '../../src/core/procfs.js';
 import { Journal } from '../../node-agent/journal.js';
 
 const obj = (envId: string, kind: HostObject['kind'], ageSeconds?: number): HostObject => ({ kind, path: `/x/${kind}/${envId}`, envId, ...(ageSeconds !== undefined ? { ageSeconds } : {}) });
