@@ -8,6 +8,15 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export const METRIC_PREFIX = 'disposable_env_';
 
+type EnvLabel = 'namespace' | 'name' | 'class';
+
+/** Labels of the per-env series. */
+export type EnvLabels = Record<EnvLabel, string>;
+
+function envGauge(registry: Registry, name: string, help: string): Gauge<EnvLabel> {
+  return new Gauge({ name: `${METRIC_PREFIX}${name}`, help, labelNames: ['namespace', 'name', 'class'] as const, registers: [registry] });
+}
+
 /** The node-side metric set. Create one per agent process. */
 export class NodeMetrics {
   readonly registry = new Registry();
@@ -78,6 +87,38 @@ export class NodeMetrics {
     help: 'Journal files that could not be read; GC fell back to names on the host.',
     registers: [this.registry],
   });
+
+  /** Per-env gauges, labelled namespace, name, class (seed 000's Prometheus section; alerts divide current by max). */
+  readonly envMemoryCurrent = envGauge(this.registry, 'memory_current_bytes', 'Memory the env uses now (cgroup memory.current or memory.usage_in_bytes).');
+  readonly envMemoryMax = envGauge(this.registry, 'memory_max_bytes', 'The env\'s memory limit (spec.resources.memory.max); absent when it has none.');
+  readonly envPids = envGauge(this.registry, 'pids', 'Tasks in the env.');
+  readonly envCpuSeconds = envGauge(this.registry, 'cpu_usage_seconds', 'CPU time the env used since it started.');
+  readonly envOomKills = envGauge(this.registry, 'oom_kills', 'Processes of the env killed by the OOM killer.');
+  readonly envLastActivity = envGauge(this.registry, 'last_activity_timestamp_seconds', 'When the kernel last saw the env do something (CPU, I/O, network, tasks); time() minus it is the idle time.');
+
+  /** Writes to DisposableEnvs by the agent (status applies and finalizer releases), for the writes-per-env budget. */
+  readonly apiWrites = new Counter({
+    name: `${METRIC_PREFIX}agent_env_writes_total`,
+    help: 'Writes of the agent to DisposableEnv objects, by kind (status, finalizer).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  /** Set every per-env gauge of one env. */
+  setEnv(labels: EnvLabels, v: { memoryCurrentBytes?: number; memoryMaxBytes?: number; pids?: number; cpuSeconds?: number; oomKills?: number; lastActivityMs?: number }): void {
+    const set = (g: Gauge<EnvLabel>, x: number | undefined): void => void (x === undefined ? undefined : g.set(labels, x));
+    set(this.envMemoryCurrent, v.memoryCurrentBytes);
+    set(this.envMemoryMax, v.memoryMaxBytes);
+    set(this.envPids, v.pids);
+    set(this.envCpuSeconds, v.cpuSeconds);
+    set(this.envOomKills, v.oomKills);
+    set(this.envLastActivity, v.lastActivityMs === undefined ? undefined : v.lastActivityMs / 1000);
+  }
+
+  /** Drop an env's series once it is gone from the node. */
+  dropEnv(labels: EnvLabels): void {
+    for (const g of [this.envMemoryCurrent, this.envMemoryMax, this.envPids, this.envCpuSeconds, this.envOomKills, this.envLastActivity]) g.remove(labels);
+  }
 
   /** Prometheus text exposition of every metric. */
   async text(): Promise<string> {

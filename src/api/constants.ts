@@ -24,6 +24,11 @@ export type NamespaceKind = (typeof NAMESPACE_KINDS)[number];
 export const PHASES = ['Pending', 'Scheduled', 'Creating', 'Running', 'Terminating', 'Succeeded', 'Failed'] as const;
 export type Phase = (typeof PHASES)[number];
 
+/** Succeeded and Failed: the workload is over for good. */
+export function isTerminalPhase(p: Phase | undefined): boolean {
+  return p === 'Succeeded' || p === 'Failed';
+}
+
 /** Why an env is where it is. Terminal reasons end an env; the others explain a wait. */
 export const REASONS = [
   'Unschedulable',
@@ -38,11 +43,15 @@ export const REASONS = [
   'NodeLost',
   'Leaked',
   'CreateFailed',
+  /** The node's policy (agent flags) does not allow what the spec asks; nothing was created. */
+  'PolicyDenied',
+  /** The API shows the env started on this node, but the node has no trace of it (state lost): never re-run. */
+  'HostStateLost',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
 /** Condition types on a DisposableEnv. */
-export const CONDITION_TYPES = ['Scheduled', 'Ready', 'Reclaimed', 'Leaked'] as const;
+export const CONDITION_TYPES = ['Scheduled', 'Ready', 'Finished', 'Stalled', 'Reclaimed', 'Leaked'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 /** Linux capabilities an env may add or drop (without the CAP_ prefix). */

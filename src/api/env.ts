@@ -362,7 +362,7 @@ export const EnvStatusSchema = z
     conditions: z
       .array(ConditionSchema)
       .max(16)
-      .describe('Scheduled, Ready, Reclaimed, Leaked.')
+      .describe('Scheduled, Ready (from the first status write; True while Running and once Succeeded), Finished (True once Succeeded or Failed), Stalled (True on a terminal failure), Reclaimed, Leaked.')
       .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
       .optional(),
     observedGeneration: z.int().min(0).describe('metadata.generation the controller last acted on.').optional(),

@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   supervise: () => import('./commands/supervise.js'),
   gc: () => import('./commands/gc.js'),
   controller: () => import('./commands/controller.js'),
+  agent: () => import('./commands/agent.js'),
 };
 
 async function usage(): Promise<string> {

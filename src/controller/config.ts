@@ -7,62 +7,19 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { bool, ConfigError, duration, envVarOf, flagsHelp, hostPort, int, namespace, parseFlags, positiveDuration, type FlagSpec } from '../core/flags.js';
+
+export { ConfigError, envVarOf };
 
 /** The placement strategies the scheduler knows. */
 export const STRATEGIES = ['spread', 'binpack'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-const duration = (example: string): z.ZodType<number, string> =>
-  z.string().transform((s, ctx) => {
-    const ms = parseDuration(s);
-    if (ms === undefined || ms < 0) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration like ${example}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
-
-const positiveDuration = (example: string): z.ZodType<number, string> =>
-  duration(example).refine((ms) => ms > 0, `must be longer than 0 (e.g. ${example})`);
-
-const int = (min: number, max: number): z.ZodType<number, string> =>
-  z
-    .string()
-    .regex(/^[0-9]+$/, `expected a whole number between ${min} and ${max}`)
-    .transform(Number)
-    .refine((n) => n >= min && n <= max, `expected a whole number between ${min} and ${max}`);
-
-const bool = (): z.ZodType<boolean, string> =>
-  z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }).transform((s) => s === 'true' || s === '1');
-
-const namespace = (): z.ZodString => z.string().max(63).regex(DNS_LABEL, 'expected a namespace name (a DNS label)');
-
-const hostPort = (): z.ZodType<{ host: string; port: number }, string> =>
-  z.string().transform((s, ctx) => {
-    const m = /^(.*):([0-9]{1,5})$/.exec(s);
-    const port = m ? Number(m[2]) : NaN;
-    if (!m || port > 65535) {
-      ctx.addIssue({ code: 'custom', message: 'expected HOST:PORT like :8080 or 127.0.0.1:8080 (port 0 picks a free one)' });
-      return z.NEVER;
-    }
-    return { host: (m[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0', port };
-  });
-
-/** One flag: its name, environment variable, default, schema and help line. */
-interface FlagSpec {
-  readonly key: keyof RawConfig;
-  readonly flag: string;
-  readonly def?: string;
-  readonly help: string;
-}
-
 /** Every flag the controller takes, in `--help` order. */
-export const FLAGS: readonly FlagSpec[] = [
-  { key: 'kubeconfig', flag: 'kubeconfig', help: 'kubeconfig file; default: $KUBECONFIG, then in-cluster service account' },
+export const FLAGS: readonly (FlagSpec & { key: keyof RawConfig })[] = [
+  { key: 'kubeconfig', flag: 'kubeconfig', envAlias: 'KUBECONFIG', help: 'kubeconfig file; default: $KUBECONFIG, then in-cluster service account' },
   { key: 'context', flag: 'context', help: 'kubeconfig context to use' },
   { key: 'watchNamespace', flag: 'watch-namespace', def: '', help: 'only manage DisposableEnvs in this namespace (default: all)' },
   { key: 'disposableNodeSelector', flag: 'disposable-node-selector', def: '', help: 'label selector: schedule only to DisposableNodes matching it (e.g. pool=ci), to shard node pools between controllers' },
@@ -72,7 +29,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'reclaimedFinalizerGrace', flag: 'reclaimed-finalizer-grace', def: '10s', help: 'a deleted env whose agent reported Reclaimed=True but did not remove the finalizer itself loses it after this long' },
   { key: 'deadlineSlack', flag: 'deadline-slack', def: '30s', help: 'extra time after timeoutSeconds+gracePeriodSeconds before the controller fails an env itself' },
   { key: 'schedulingStrategy', flag: 'scheduling-strategy', def: 'spread', help: 'spread (least allocated node) or binpack (most allocated node that fits)' },
-  { key: 'leaderElect', flag: 'leader-elect', def: 'true', help: 'elect a leader through a Lease so only one replica acts' },
+  { key: 'leaderElect', flag: 'leader-elect', def: 'true', boolean: true, help: 'elect a leader through a Lease so only one replica acts' },
   { key: 'leaderElectionNamespace', flag: 'leader-election-namespace', def: 'disposable-env-system', help: 'namespace of the leader-election Lease' },
   { key: 'leaderElectionId', flag: 'leader-election-id', def: 'disposable-env-controller', help: 'name of the leader-election Lease' },
   { key: 'leaseDuration', flag: 'lease-duration', def: '15s', help: 'how long a leader\'s Lease is valid without renewal; failover takes at most this long' },
@@ -155,92 +112,14 @@ const ConfigSchema = z
 /** The validated configuration; durations are milliseconds. */
 export type ControllerConfig = Omit<z.infer<typeof ConfigSchema>, 'identity'> & { identity: string };
 
-/** A configuration error: one line per bad flag, each naming it. */
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'ConfigError';
-  }
-}
-
-/** `lease-duration` → `DENV_LEASE_DURATION`. */
-export function envVarOf(flag: string): string {
-  return `DENV_${flag.toUpperCase().replace(/-/g, '_')}`;
-}
-
-/** Splits argv into `--flag=value` / `--flag value` pairs; `--help` is returned separately. */
-function readArgv(argv: readonly string[]): { values: Map<string, string>; help: boolean; problems: string[] } {
-  const known = new Map(FLAGS.map((f) => [f.flag, f]));
-  const values = new Map<string, string>();
-  const problems: string[] = [];
-  let help = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (arg === '--help' || arg === '-h') {
-      help = true;
-      continue;
-    }
-    const m = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
-    if (!m) {
-      problems.push(`${arg}: unexpected argument (flags look like --name=value)`);
-      continue;
-    }
-    let name = m[1] ?? '';
-    let value = m[2];
-    if (value === undefined && name.startsWith('no-') && known.has(name.slice(3))) {
-      name = name.slice(3);
-      value = 'false';
-    }
-    if (!known.has(name)) {
-      problems.push(`--${name}: unknown flag (see --help)`);
-      continue;
-    }
-    if (value === undefined) {
-      const next = argv[i + 1];
-      if (name === 'leader-elect' && (next === undefined || next.startsWith('--'))) value = 'true';
-      else if (next === undefined) {
-        problems.push(`--${name}: missing value`);
-        continue;
-      } else {
-        value = next;
-        i++;
-      }
-    }
-    values.set(name, value);
-  }
-  return { values, help, problems };
-}
-
 /** Help text listing every flag, its environment variable and default. */
 export function helpText(): string {
-  const lines = ['usage: denv controller [flags]', '', 'Every flag can also be set through the environment variable shown.', ''];
-  for (const f of FLAGS) {
-    lines.push(`  --${f.flag}${f.def !== undefined && f.def !== '' ? ` (default ${f.def})` : ''}`);
-    lines.push(`      ${f.help} [${envVarOf(f.flag)}]`);
-  }
-  return lines.join('\n');
+  return flagsHelp('usage: denv controller [flags]', FLAGS);
 }
 
 /** Parse flags and environment into a validated configuration; throws ConfigError naming each bad flag. */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerConfig | 'help' {
-  const { values, help, problems } = readArgv(argv);
-  if (help) return 'help';
-  const raw: Record<string, string> = {};
-  for (const f of FLAGS) {
-    const fromEnv = env[envVarOf(f.flag)] ?? (f.key === 'kubeconfig' ? env.KUBECONFIG : undefined);
-    const v = values.get(f.flag) ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined) ?? f.def;
-    if (v !== undefined) raw[f.key] = v;
-  }
-  const parsed = ConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const key = String(issue.path[0] ?? '');
-      const spec = FLAGS.find((f) => f.key === key);
-      const source = spec && !values.has(spec.flag) && env[envVarOf(spec.flag)] ? ` (from ${envVarOf(spec.flag)})` : '';
-      problems.push(`--${spec?.flag ?? key}${source}: ${issue.message}`);
-    }
-  }
-  if (problems.length || !parsed.success) throw new ConfigError(problems);
-  const c = parsed.data;
+  const c = parseFlags(FLAGS, ConfigSchema, argv, env);
+  if (c === 'help') return c;
   return { ...c, identity: c.identity ?? `${os.hostname()}_${randomBytes(4).toString('hex')}` };
 }

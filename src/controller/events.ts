@@ -60,6 +60,8 @@ export class EventRecorder {
     private readonly client: KubeClient,
     private readonly opts: {
       readonly identity: string;
+      /** reportingController of the Events (default the controller's). */
+      readonly reportingController?: string;
       readonly queueSize: number;
       readonly metrics?: ControllerMetrics;
       readonly logger: Logger;
@@ -95,7 +97,7 @@ export class EventRecorder {
       kind: 'Event',
       metadata: { name, namespace: ns },
       eventTime: microTime(now),
-      reportingController: REPORTING_CONTROLLER,
+      reportingController: this.opts.reportingController ?? REPORTING_CONTROLLER,
       reportingInstance: this.opts.identity,
       action,
       reason,

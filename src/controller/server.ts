@@ -13,6 +13,8 @@ export interface Probes {
   /** True when the caches are synced. */
   ready(): boolean;
   leader(): boolean;
+  /** What /readyz says this process is (default: leader or standby). */
+  role?(): string;
 }
 
 /** Starts the server; resolves with it once listening (port 0 picks a free port). */
@@ -30,7 +32,7 @@ export async function startServer(host: string, port: number, registry: Registry
         return probes.healthy() ? reply(200, 'ok\n') : reply(503, 'shutting down\n');
       case '/readyz':
         return probes.ready()
-          ? reply(200, `ok (${probes.leader() ? 'leader' : 'standby'})\n`)
+          ? reply(200, `ok (${probes.role?.() ?? (probes.leader() ? 'leader' : 'standby')})\n`)
           : reply(503, 'informers not synced\n');
       case '/metrics':
         registry.metrics().then(

@@ -99,7 +99,8 @@ export function desiredStatus(
     out.message = message;
     out.finishTime = current?.finishTime ?? rfc3339(now);
     if (scheduled) out.conditions.push(scheduled);
-    out.conditions.push(cond('Ready', 'False', reason, message));
+    // Stalled=True makes kstatus (Flux, kpt) report Failed; Finished lets `kubectl wait` return for any end
+    out.conditions.push(cond('Ready', 'False', reason, message), cond('Finished', 'True', reason, message), cond('Stalled', 'True', reason, message));
   };
 
   switch (verdict.kind) {
@@ -140,7 +141,11 @@ export function desiredStatus(
         end(current.reason, current.message ?? '', scheduled);
       } else {
         out.conditions.push(scheduled);
-        if (holds && !isFinished(current)) out.phase = 'Scheduled';
+        if (holds && !isFinished(current)) {
+          out.phase = 'Scheduled';
+          // present from the first status write, so health tools see InProgress until the agent reports Running
+          out.conditions.push(cond('Ready', 'False', SCHEDULED_REASON, `waiting for the agent on node ${verdict.node} to start it`));
+        }
       }
       break;
     }

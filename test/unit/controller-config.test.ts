@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration } from '../../src/controller/duration.js';
+import { formatDuration, parseDuration } from '../../src/core/duration.js';
 import { ConfigError, envVarOf, helpText, parseConfig, type ControllerConfig } from '../../src/controller/config.js';
 
 function problems(argv: string[], env: NodeJS.ProcessEnv = {}): string[] {

@@ -54,7 +54,7 @@ describe('desiredStatus and statusNeedsWrite', () => {
     expect(again.conditions[0]!.lastTransitionTime).toBe(iso(0));
   });
 
-  it('binding replaces Pending: phase Scheduled, nodeName, scheduledTime, Scheduled=True; the controller drops Ready and reason', () => {
+  it('binding replaces Pending: phase Scheduled, nodeName, scheduledTime, Scheduled=True, Ready=False/Scheduled; the controller drops the reason', () => {
     const pending = applied(undefined, desiredStatus({ kind: 'unschedulable', message: 'm' }, undefined, NOTHING_OWNED, 1, T0));
     const d = desiredStatus({ kind: 'bound', node: 'n1' }, pending.status, pending.owned, 1, T0 + 5000);
     expect(d).toMatchObject({ phase: 'Scheduled', nodeName: 'n1', scheduledTime: iso(5), observedGeneration: 1 });
@@ -62,16 +62,19 @@ describe('desiredStatus and statusNeedsWrite', () => {
     expect(d.message).toBeUndefined();
     expect(d.conditions).toEqual([
       { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: 'bound to node n1', observedGeneration: 1, lastTransitionTime: iso(5) },
+      // Ready stays False (kstatus: InProgress) until the agent reports Running; its status did not flip
+      { type: 'Ready', status: 'False', reason: 'Scheduled', message: 'waiting for the agent on node n1 to start it', observedGeneration: 1, lastTransitionTime: iso(0) },
     ]);
-    // The apply must happen even though every asserted value could match: owned fields (reason, Ready) are dropped.
+    // The apply must happen even though every asserted value could match: owned fields (reason) are dropped.
     expect(statusNeedsWrite(pending.status, pending.owned, d)).toBe(true);
   });
 
   it('lets go of the phase once the agent owns it, and never writes again while it runs', () => {
     const bound = applied(undefined, desiredStatus({ kind: 'bound', node: 'n1' }, undefined, NOTHING_OWNED, 1, T0));
-    // The agent force-applied phase Running: server-side apply moved `phase` to the agent.
-    const running: EnvStatus = { ...bound.status, phase: 'Running', startTime: iso(1) };
-    const owned: OwnedStatus = { fields: new Set([...bound.owned.fields].filter((f) => f !== 'phase')), conditions: bound.owned.conditions };
+    // The agent force-applied phase Running and Ready=True: server-side apply moved both to the agent.
+    const agentReady = { type: 'Ready', status: 'True', reason: 'Running', message: 'the workload is running', observedGeneration: 1, lastTransitionTime: iso(1) } as const;
+    const running: EnvStatus = { ...bound.status, phase: 'Running', startTime: iso(1), conditions: [...(bound.status.conditions ?? []).filter((c) => c.type !== 'Ready'), agentReady] };
+    const owned: OwnedStatus = { fields: new Set([...bound.owned.fields].filter((f) => f !== 'phase')), conditions: new Set([...bound.owned.conditions].filter((c) => c !== 'Ready')) };
     expect(holdsPhase(running, owned)).toBe(false);
     const d = desiredStatus({ kind: 'bound', node: 'n1' }, running, owned, 1, T0 + 10_000);
     expect(d.phase).toBeUndefined();
@@ -113,7 +116,7 @@ describe('desiredStatus and statusNeedsWrite', () => {
     const d = desiredStatus({ kind: 'invalid', problems: ['spec.resources.memory.max: must be at least 4Mi (got 1048576 bytes)'] }, undefined, NOTHING_OWNED, 3, T0);
     expect(d).toMatchObject({ phase: 'Failed', reason: 'InvalidSpec', observedGeneration: 3, finishTime: iso(0) });
     expect(d.message).toBe('invalid spec: spec.resources.memory.max: must be at least 4Mi (got 1048576 bytes)');
-    expect(d.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`)).toEqual(['Scheduled=False/InvalidSpec', 'Ready=False/InvalidSpec']);
+    expect(d.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`)).toEqual(['Scheduled=False/InvalidSpec', 'Ready=False/InvalidSpec', 'Finished=True/InvalidSpec', 'Stalled=True/InvalidSpec']);
   });
 
   it('an env ended before binding stays ended (verdict ended), with no write when nothing changed', () => {
