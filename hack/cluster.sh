@@ -2,15 +2,17 @@
 # A real, local Kubernetes control plane for development, tests and the
 # quickstart: etcd + kube-apiserver on loopback, with TLS, RBAC and the
 # project's CRDs. Binaries are built from their Go modules (hack/k8s,
-# hack/etcd, hack/helm) through the Go module proxy and cached by version
-# outside the git tree, so only the first run builds anything.
+# hack/etcd, hack/helm, and the tests' kstatus tool in hack/kstatus) through
+# the Go module proxy and cached by version outside the git tree, so only the
+# first run builds anything.
 #
-#   hack/cluster.sh build [NAME...]  build missing binaries (etcd kube-apiserver kubectl helm)
+#   hack/cluster.sh build [NAME...]  build missing binaries (etcd kube-apiserver kubectl helm kstatus)
 #   hack/cluster.sh up               build what is missing, start, wait for /readyz, install crds/
 #   hack/cluster.sh down             stop what `up` started (by pidfile) and remove its state
 #   hack/cluster.sh status           show whether it runs and where
 #   hack/cluster.sh env              print the `export KUBECONFIG=...` line
 #   hack/cluster.sh bin NAME         print the cached path of NAME (building it if missing)
+#   hack/cluster.sh path NAME        print the cached path of NAME, built or not (never builds)
 #   hack/cluster.sh kubectl|helm ARGS  run the cached kubectl/helm against this cluster
 #
 # Environment (defaults in brackets):
@@ -75,7 +77,9 @@ binary_spec() {
     kubectl) echo "k8s|k8s.io/kubernetes/cmd/kubectl|k8s.io/kubernetes" ;;
     etcd) echo "etcd|go.etcd.io/etcd/server/v3|go.etcd.io/etcd/server/v3" ;;
     helm) echo "helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3" ;;
-    *) die "unknown binary '$1' (known: etcd kube-apiserver kubectl helm)" ;;
+    # Our own program (hack/kstatus/main.go), versioned by the cli-utils it runs.
+    kstatus) echo "kstatus|disposable-env/hack/kstatus|sigs.k8s.io/cli-utils" ;;
+    *) die "unknown binary '$1' (known: etcd kube-apiserver kubectl helm kstatus)" ;;
   esac
 }
 
@@ -93,21 +97,31 @@ version_ldflags() {
       done
       ;;
     helm) printf -- ' -X helm.sh/helm/v3/internal/version.version=%s -X helm.sh/helm/v3/internal/version.gitTreeState=clean' "$version" ;;
-    etcd) ;;
+    etcd | kstatus) ;;
   esac
 }
 
 build_ldflags() { printf -- '-s -w%s' "$(version_ldflags "$1" "$2")"; }
 
+# The module's own Go sources (hack/kstatus/main.go); none for the wrappers.
+module_sources() {
+  local f
+  for f in "$1"/*.go; do
+    if [[ -f "$f" ]]; then printf '%s\n' "$f"; fi
+  done
+}
+
 # Cache key: name, upstream version, and a short hash of the recipe (the
-# wrapper module's go.mod/go.sum and the link flags), so changing any of them
-# builds anew instead of reusing a binary made another way.
+# wrapper module's go.mod/go.sum, its own Go sources if any, and the link
+# flags), so changing any of them builds anew instead of reusing a binary
+# made another way.
 binary_path() {
-  local spec dir mod version recipe
+  local spec dir mod version recipe sources
   spec="$(binary_spec "$1")"
   IFS='|' read -r dir _ mod <<<"$spec"
   version="$(module_version "$HACK_DIR/$dir" "$mod")"
-  recipe="$({ cat "$HACK_DIR/$dir/go.mod" "$HACK_DIR/$dir/go.sum"; build_ldflags "$1" "$version"; } | sha256sum | cut -c1-8)"
+  mapfile -t sources < <(module_sources "$HACK_DIR/$dir")
+  recipe="$({ cat "$HACK_DIR/$dir/go.mod" "$HACK_DIR/$dir/go.sum" "${sources[@]}"; build_ldflags "$1" "$version"; } | sha256sum | cut -c1-8)"
   printf '%s/%s-%s-%s' "$BIN_DIR" "$1" "$version" "$recipe"
 }
 
@@ -159,7 +173,7 @@ build_one() {
 
 cmd_build() {
   local names=("$@") lockfd
-  ((${#names[@]})) || names=(etcd kube-apiserver kubectl helm)
+  ((${#names[@]})) || names=(etcd kube-apiserver kubectl helm kstatus)
   mkdir -p "$BIN_DIR"
   # One builder at a time per cache (a dev `up` and a test run may race).
   exec {lockfd}>"$BIN_DIR/.build.lock"
@@ -503,12 +517,18 @@ main() {
       binary_path "$1"
       echo
       ;;
+    path)
+      # For callers that must not build (test/helpers/kstatus.ts): they check it exists.
+      [[ $# -eq 1 ]] || die "usage: $0 path NAME"
+      binary_path "$1"
+      echo
+      ;;
     kubectl | helm)
       # Run the cached kubectl/helm against this cluster: hack/cluster.sh kubectl get denv -A
       cmd_build "$cmd" >&2
       exec "$(binary_path "$cmd")" --kubeconfig "$KUBECONFIG_PATH" "$@"
       ;;
-    *) die "usage: $0 {build [NAME...]|up|down|status|env|bin NAME|kubectl ARGS...|helm ARGS...}" ;;
+    *) die "usage: $0 {build [NAME...]|up|down|status|env|bin NAME|path NAME|kubectl ARGS...|helm ARGS...}" ;;
   esac
 }
 
