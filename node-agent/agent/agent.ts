@@ -131,7 +131,7 @@ export class Agent {
     };
     const problems = probe.cannotEnforce.filter((p) => p.what === 'running envs').map((p) => p.why);
     this.readyCondition = nodeReady(Date.now(), problems);
-    this.registration = new Registration(this.client, { node: c.node, leaseNamespace: c.nodeLeaseNamespace, identity: c.identity, renewEveryMs: c.leaseRenewInterval, logger: this.logger });
+    this.registration = new Registration(this.client, { node: c.node, leaseNamespace: c.nodeLeaseNamespace, identity: c.identity, renewEveryMs: c.leaseRenewInterval, labels: c.nodeLabels, logger: this.logger });
     if (c.events) this.events = new EventRecorder(this.client, { identity: c.identity, queueSize: 5000, logger: this.logger, reportingController: REPORTING_AGENT });
     await this.adopt();
     await this.registration.start(this.nodeStatus());
@@ -535,6 +535,8 @@ export class Agent {
     await this.gcRunning;
     await this.registration?.stop();
     await this.events?.flush(2000);
+    // the shared host root and empty cgroup parents go once no env of this state dir needs them
+    await this.rt.close().catch((err: unknown) => void this.logger.warn('runtime close failed', errorFields(err)));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     this.client.close();

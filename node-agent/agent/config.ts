@@ -19,6 +19,7 @@ const CGROUP_ROOT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 /** Every flag the agent takes, in `--help` order. */
 export const AGENT_FLAGS: readonly FlagSpec[] = [
   { key: 'node', flag: 'node', envAlias: 'NODE_NAME', help: 'name of this node (its Node, DisposableNode and Lease); required' },
+  { key: 'nodeLabels', flag: 'node-labels', def: '', help: 'comma-separated key=value labels of the DisposableNode (what a controller\'s --disposable-node-selector matches), e.g. pool=ci' },
   { key: 'kubeconfig', flag: 'kubeconfig', envAlias: 'KUBECONFIG', help: 'kubeconfig file; default: $KUBECONFIG, then in-cluster service account' },
   { key: 'context', flag: 'context', help: 'kubeconfig context to use' },
   { key: 'stateDir', flag: 'state-dir', def: DEFAULT_STATE_DIR, help: 'journal, bundles and logs of the envs on this node' },
@@ -52,6 +53,25 @@ const absoluteDirs = (): z.ZodType<string[], string> =>
     return dirs.map((d) => (d.length > 1 ? d.replace(/\/+$/, '') : d));
   });
 
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+const labels = (): z.ZodType<Record<string, string>, string> =>
+  z.string().transform((s, ctx) => {
+    const out: Record<string, string> = {};
+    for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const i = pair.indexOf('=');
+      const k = i < 0 ? pair : pair.slice(0, i);
+      const v = i < 0 ? '' : pair.slice(i + 1);
+      if (i < 0 || !LABEL_KEY.test(k) || !LABEL_VALUE.test(v)) {
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(pair)} is not a label key=value` });
+        return z.NEVER;
+      }
+      out[k] = v;
+    }
+    return out;
+  });
+
 const bytes = (example: string): z.ZodType<number, string> =>
   z.string().transform((s, ctx) => {
     if (!isQuantity(s) || s.startsWith('-')) {
@@ -63,6 +83,7 @@ const bytes = (example: string): z.ZodType<number, string> =>
 
 const AgentConfigSchema = z.strictObject({
   node: z.string({ error: 'required: the name of this node (or set NODE_NAME)' }).max(253).regex(DNS_SUBDOMAIN, 'expected a node name (a DNS subdomain)'),
+  nodeLabels: labels(),
   kubeconfig: z.string().min(1, 'must not be empty').optional(),
   context: z.string().min(1, 'must not be empty').optional(),
   stateDir: z.string().refine((d) => path.isAbsolute(d) && !d.includes('\0'), 'expected an absolute path'),

@@ -59,6 +59,8 @@ export interface RegistrationOptions {
   readonly leaseNamespace: string;
   readonly identity: string;
   readonly renewEveryMs: number;
+  /** Labels of the DisposableNode (kept in step on every start). */
+  readonly labels: Readonly<Record<string, string>>;
   readonly logger: Logger;
 }
 
@@ -86,10 +88,12 @@ export class Registration {
 
   /** Create the DisposableNode (if missing), apply its status, take the Lease and start renewing it. */
   async start(status: NodeStatus): Promise<void> {
+    const labels = { ...this.opts.labels };
     try {
-      await this.client.create(`/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`, { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.opts.node }, spec: {} });
+      await this.client.create(`/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`, { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.opts.node, labels }, spec: {} });
     } catch (err) {
       if (!isConflict(err)) throw new Error(`registration: cannot create DisposableNode ${this.opts.node}`, { cause: err });
+      if (Object.keys(labels).length) await this.client.apply(this.nodePath, { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.opts.node, labels } }, AGENT_FIELD_MANAGER);
     }
     await this.applyStatus(status);
     await this.renew();

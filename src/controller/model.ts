@@ -128,8 +128,11 @@ export function ownedStatusOf(managedFields: readonly ManagedFieldsEntry[] | und
       const field = k.slice(2);
       fields.add(field);
       if (field === 'conditions' && v && typeof v === 'object') {
-        for (const ck of Object.keys(v)) {
+        for (const [ck, cv] of Object.entries(v as Record<string, unknown>)) {
           if (!ck.startsWith('k:')) continue;
+          // A condition another manager took over (force apply) can leave this manager co-owning the parts with
+          // equal values (type, observedGeneration); it is ours only while we own its reason.
+          if (!cv || typeof cv !== 'object' || !('f:reason' in cv)) continue;
           try {
             const parsed = JSON.parse(ck.slice(2)) as { type?: unknown };
             if (typeof parsed.type === 'string') conditions.add(parsed.type);

@@ -61,19 +61,27 @@ async function freePort(): Promise<number> {
 
 /** Spawns `denv controller` against the test cluster and waits until /readyz answers 200. */
 export async function startController(args: string[], opts: { waitReady?: boolean } = {}): Promise<ControllerProcess> {
+  return startDenv('controller', args, opts);
+}
+
+/**
+ * Spawns `denv COMMAND` (controller or agent) against the test cluster on a free loopback
+ * port, by PID with a lifetime cap, and waits until its /readyz answers 200.
+ */
+export async function startDenv(command: 'controller' | 'agent', args: string[], opts: { waitReady?: boolean; readyTimeoutMs?: number } = {}): Promise<ControllerProcess> {
   const port = await freePort();
   const argv = [
     '--import',
     'tsx/esm',
     path.join(REPO_ROOT, 'src/cli/bin.ts'),
-    'controller',
+    command,
     `--kubeconfig=${kubeconfigPath()}`,
     `--http-addr=127.0.0.1:${port}`,
     '--log-level=debug',
     ...args,
   ];
   const child = spawn(process.execPath, argv, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
-  if (child.pid === undefined) throw new Error('startController: spawn failed');
+  if (child.pid === undefined) throw new Error(`start ${command}: spawn failed`);
   const logs: string[] = [];
   const collect = (buf: Buffer): void => {
     for (const l of buf.toString('utf8').split('\n')) if (l.trim()) logs.push(l);
@@ -116,11 +124,11 @@ export async function startController(args: string[], opts: { waitReady?: boolea
   if (opts.waitReady ?? true) {
     await waitFor(
       async () => {
-        if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode}:\n${logs.slice(-20).join('\n')}`);
+        if (child.exitCode !== null) throw new Error(`${command} exited with ${child.exitCode}:\n${logs.slice(-20).join('\n')}`);
         const r = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
         return r?.status === 200;
       },
-      { timeoutMs: 60_000, what: 'controller /readyz' },
+      { timeoutMs: opts.readyTimeoutMs ?? 60_000, what: `${command} /readyz` },
     );
   }
   return proc;
@@ -138,7 +146,7 @@ export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: n
       last = v;
     } catch (err) {
       last = err;
-      if (err instanceof Error && /controller exited/.test(err.message)) throw err;
+      if (err instanceof Error && /(controller|agent) exited/.test(err.message)) throw err;
     }
     if (Date.now() > deadline) {
       throw new Error(`timed out waiting for ${opts.what ?? 'condition'}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);

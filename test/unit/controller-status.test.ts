@@ -23,7 +23,17 @@ describe('ownedStatusOf', () => {
         manager: 'disposable-env-controller',
         operation: 'Apply',
         subresource: 'status',
-        fieldsV1: { 'f:status': { 'f:phase': {}, 'f:nodeName': {}, 'f:conditions': { 'k:{"type":"Scheduled"}': { '.': {}, 'f:status': {} } } } },
+        fieldsV1: {
+          'f:status': {
+            'f:phase': {},
+            'f:nodeName': {},
+            'f:conditions': {
+              'k:{"type":"Scheduled"}': { '.': {}, 'f:status': {}, 'f:reason': {} },
+              // the agent took Ready over (force): the controller is left co-owning only the parts with equal values
+              'k:{"type":"Ready"}': { '.': {}, 'f:type': {}, 'f:observedGeneration': {} },
+            },
+          },
+        },
       },
       { manager: 'disposable-env-agent', operation: 'Apply', subresource: 'status', fieldsV1: { 'f:status': { 'f:startTime': {} } } },
       { manager: 'disposable-env-controller', operation: 'Apply', fieldsV1: { 'f:metadata': { 'f:labels': {} } } },
