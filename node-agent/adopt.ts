@@ -8,8 +8,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { procState } from '../src/core/procfs.js';
+import type { ProcessId } from '../src/core/procfs.js';
 import { killPids } from './cgroup/common.js';
+import { isSameProcess, processIdentity } from './exec.js';
 import { isConmonOf, type Runtime } from './runtime.js';
 import { outstanding, type EnvRecord } from './journal.js';
 import { hostName } from './names.js';
@@ -33,13 +34,13 @@ export interface RecoverOptions {
   readonly metrics?: NodeMetrics;
 }
 
-/** True when `pid` is alive, not a zombie, and still a node/denv process (guards against pid reuse). */
-export async function runtimeProcessAlive(pid: number | undefined): Promise<boolean> {
-  if (pid === undefined || pid === process.pid) return pid === process.pid;
-  const st = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  if (!st || procState(st) === 'Z') return false;
-  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
-  return argv.some((a) => /(^|\/)(node|denv)$/.test(a) || a.endsWith('.ts') || a.endsWith('.js'));
+/**
+ * True while someone alive owns env `r`: its supervisor, or, while it is being
+ * created, its creator. Judged by the recorded identity (pid plus start time):
+ * a pid the kernel has since given to another process is a dead owner.
+ */
+export function ownerAlive(r: EnvRecord): boolean {
+  return isSameProcess(r.processes.supervisor) || (r.phase === 'Creating' && isSameProcess(r.processes.creator));
 }
 
 /** Helper programs a dead creator may have left running for this env. */
@@ -55,29 +56,29 @@ async function endStrays(rt: Runtime, id: string): Promise<void> {
   const cid = hostName(id);
   const envDir = `${rt.stateDir}/envs/${id}`;
   const { readdir } = await import('node:fs/promises');
-  const mine = async (): Promise<number[]> => {
-    const pids: number[] = [];
+  const mine = async (): Promise<ProcessId[]> => {
+    const ids: ProcessId[] = [];
     for (const name of await readdir('/proc')) {
       if (!/^\d+$/.test(name)) continue;
+      const id = processIdentity(Number(name)); // before argv: a pid reused after this read fails the check below
       const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
-      if (!HELPERS.has(path.basename(argv[0] ?? ''))) continue;
-      if (argv.some((a) => a === cid || a === envDir || a.startsWith(`${envDir}/`))) pids.push(Number(name));
+      if (!id || !HELPERS.has(path.basename(argv[0] ?? ''))) continue;
+      if (argv.some((a) => a === cid || a === envDir || a.startsWith(`${envDir}/`))) ids.push(id);
     }
-    return pids;
+    return ids;
   };
   const deadline = Date.now() + 5000;
   for (;;) {
     const left = await mine();
     if (!left.length || Date.now() > deadline) return;
-    killPids(left);
+    killPids(left.filter((p) => isSameProcess(p)).map((p) => p.pid)); // still the process whose argv named the env
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
 async function facts(r: EnvRecord): Promise<Parameters<typeof adoptAction>[0]> {
-  const ownerAlive = (await runtimeProcessAlive(r.pids.supervisor)) || (r.phase === 'Creating' && (await runtimeProcessAlive(r.pids.creator)));
-  const conmonAlive = r.pids.conmon !== undefined && (await isConmonOf(r.pids.conmon, hostName(r.id)));
-  return { phase: r.phase, outstanding: outstanding(r).length, ownerAlive, conmonAlive };
+  const conmonAlive = await isConmonOf(r.processes.conmon, hostName(r.id));
+  return { phase: r.phase, outstanding: outstanding(r).length, ownerAlive: ownerAlive(r), conmonAlive };
 }
 
 /** Adopt every env of `rt`'s state dir that nobody alive handles. Idempotent. */
@@ -107,7 +108,7 @@ async function act(rt: Runtime, r: EnvRecord, action: AdoptAction, opts: Recover
       await rt.journal.update(r.id, (x) => {
         x.phase = 'Failed';
         x.reason = leaks.length ? 'Leaked' : 'CreateFailed';
-        x.message = `its creator (pid ${r.pids.creator ?? '?'}) died during create; rolled back on adoption`;
+        x.message = `its creator (pid ${r.processes.creator?.pid ?? '?'}) died during create; rolled back on adoption`;
         x.finishTime = new Date().toISOString();
         if (leaks.length) x.leaks = leaks;
       });

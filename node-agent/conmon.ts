@@ -10,8 +10,8 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, unlink
 import { constants } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseProcStat } from '../src/core/procfs.js';
-import { ExecError, pidAlive, run } from './exec.js';
+import { parseProcStat, type ProcessId } from '../src/core/procfs.js';
+import { ExecError, isSameProcess, recordIdentity, run } from './exec.js';
 import { sharedHelper } from './spawner.js';
 
 /** What conmon needs for one container. */
@@ -80,9 +80,12 @@ export class LaunchError extends Error {
  * Start conmon (which daemonises) and wait for `runc create` to finish: through
  * the spawn helper when there is one, else with child_process.spawn (not execa:
  * the sync pipe must be fd 3). Either way an argv array with a timeout, in a
- * session of its own. Resolves with both pids.
+ * session of its own. Resolves with both processes' identities (pid plus start
+ * time), read at once: both are alive here unless the workload already ran and
+ * exited (an identity that matches no process then). `conmonPid` and
+ * `containerPid` are the same pids bare, for callers that only show them.
  */
-export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number; containerPid: number }> {
+export async function conmonCreate(l: ConmonLaunch): Promise<{ conmon: ProcessId; container: ProcessId; conmonPid: number; containerPid: number }> {
   const timeoutMs = l.timeoutMs ?? 30_000;
   const message = (await syncViaHelper(l, timeoutMs)) ?? (await syncDirect(l, timeoutMs));
   let parsed: { data?: number; message?: string };
@@ -98,7 +101,7 @@ export async function conmonCreate(l: ConmonLaunch): Promise<{ conmonPid: number
   }
   // conmon wrote it before it answered; a few bytes on a local disk: synchronous, like the journal's small files
   const conmonPid = pidOf(l.conmonPidFile, readFileSync(l.conmonPidFile, 'utf8'));
-  return { conmonPid, containerPid: parsed.data };
+  return { conmon: recordIdentity(conmonPid), container: recordIdentity(parsed.data), conmonPid, containerPid: parsed.data };
 }
 
 /** conmon through the spawn helper (its own session, fd 3 the sync pipe); undefined without a helper. */
@@ -234,8 +237,12 @@ export class FifoStart {
     this.close();
   }
 
-  /** Finish the start of a created container whose init is `initPid`; falls back to `runc start` without a fifo. */
-  async finish(runc: string, initPid: number, timeoutMs = 10_000): Promise<'fifo' | 'runc start'> {
+  /**
+   * Finish the start of a created container whose init is `init`; falls back to `runc start` without a fifo.
+   * A bare pid (callers that kept only conmon's answer) names the process holding it now.
+   */
+  async finish(runc: string, initProcess: ProcessId | number | undefined, timeoutMs = 10_000): Promise<'fifo' | 'runc start'> {
+    const init = typeof initProcess === 'number' ? (initProcess > 0 ? recordIdentity(initProcess) : undefined) : initProcess;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     // Non-blocking open and reads never wait in the kernel, so they are plain synchronous calls: the
@@ -251,9 +258,9 @@ export class FifoStart {
       for (;;) {
         if (this.poll()) break;
         // a short workload may have started, run and exited since the read: its byte is still in the fifo
-        if (initPid > 0 && !pidAlive(initPid)) {
+        if (init && !isSameProcess(init)) {
           if (this.poll()) break;
-          throw new Error(`start ${this.id}: the container's init (pid ${initPid}) died before it could start`);
+          throw new Error(`start ${this.id}: the container's init (pid ${init.pid}) died before it could start`);
         }
         if (Date.now() > deadline) throw new Error(`start ${this.id}: the container's init did not report on ${this.fifo} within ${timeoutMs} ms`);
         // poll at event-loop speed for the first few ms (the usual case), then every ms

@@ -3,9 +3,14 @@
  * shell string), a timeout, no stdin, and errors that name the program, its
  * arguments and what it printed. Keeping this in one place is what lets us say
  * "nothing user-supplied reaches a shell".
+ *
+ * Also the one way it tells whether a process it knows is still there: by
+ * {@link ProcessId} (pid plus start time), never by a bare pid or a name.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { GONE_START_TICKS, identityFromStat, sameProcessInStat, type ProcessId } from '../src/core/procfs.js';
 import { sharedHelper, type SpawnHelper } from './spawner.js';
 
 /** Result of a program that ran to completion (any exit code). */
@@ -136,7 +141,12 @@ async function direct(file: string, args: readonly string[], timeout: number, op
   });
 }
 
-/** True while process `pid` exists (EPERM: it exists but is not ours to signal). */
+/**
+ * True while process `pid` exists (EPERM: it exists but is not ours to signal).
+ * A bare pid says nothing about which process holds it: only for pids we have
+ * no start time for (another program's lock file); everything the runtime
+ * records goes through {@link isSameProcess}.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -144,4 +154,85 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** /proc/PID/stat of `pid`, '' when there is no such process. A few hundred bytes of procfs: a synchronous read. */
+function readStat(pid: number, procDir: string): string {
+  if (!Number.isInteger(pid) || pid <= 0) return '';
+  try {
+    return readFileSync(`${procDir}/${pid}/stat`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The identity (pid plus start time) of process `pid` now, zombie or not; undefined when there is no such process. */
+export function processIdentity(pid: number, procDir = '/proc'): ProcessId | undefined {
+  return identityFromStat(pid, readStat(pid, procDir));
+}
+
+let self: ProcessId | undefined;
+
+/** This process's identity (read once: it never changes). */
+export function selfIdentity(): ProcessId {
+  if (self?.pid === process.pid) return self;
+  const id = processIdentity(process.pid);
+  if (!id) throw new Error(`cannot read /proc/${process.pid}/stat: is /proc mounted?`);
+  return (self = id);
+}
+
+/**
+ * The identity of `pid` for recording: read now, or, when the process is
+ * already gone, an identity that matches no process ({@link GONE_START_TICKS}).
+ */
+export function recordIdentity(pid: number, procDir = '/proc'): ProcessId {
+  return processIdentity(pid, procDir) ?? { pid, startTicks: GONE_START_TICKS };
+}
+
+/**
+ * True while the process `id` names is alive: a process with its pid exists,
+ * started at the same clock tick (else the pid was reused: a different
+ * process, so the recorded one is dead) and is not a zombie.
+ */
+export function isSameProcess(id: ProcessId | undefined, procDir = '/proc'): boolean {
+  if (!id || id.startTicks < 0) return false;
+  return sameProcessInStat(id, readStat(id.pid, procDir));
+}
+
+/** Linux reports start times in USER_HZ ticks, 100 per second on every architecture Node runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** Boot time (wall clock, whole seconds) from /proc/stat; 0 when unreadable. */
+function bootTimeSeconds(procDir: string): number {
+  try {
+    return Number(/^btime (\d+)/m.exec(readFileSync(`${procDir}/stat`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Slack when comparing a process start (boot time, kept by the kernel in whole
+ * seconds, plus ticks) with a wall-clock time another process wrote: the
+ * truncated boot second and small clock steps.
+ */
+const START_SLACK_MS = 2000;
+
+/**
+ * The identity of a bare pid that was written down at `writtenAtMs` (a journal
+ * of version 1, a pid file): the process holding `pid` now if it had started
+ * by then, else a gone identity. A process that started after the pid was
+ * written cannot be the one it names. A process that started before may still
+ * be another one (the named one died and the pid came round before the write);
+ * the host cannot tell, so it is taken to be the one named: a bare pid is
+ * judged alive rather than dead when in doubt.
+ */
+export function identityWrittenAt(pid: number, writtenAtMs: number, procDir = '/proc'): ProcessId {
+  const id = processIdentity(pid, procDir);
+  if (!id || !Number.isFinite(writtenAtMs)) return id ?? { pid, startTicks: GONE_START_TICKS };
+  const btime = bootTimeSeconds(procDir);
+  // without a boot time the start cannot be placed in wall-clock time: keep the process (conservative)
+  if (!btime) return id;
+  const startedMs = (btime + id.startTicks / TICKS_PER_SECOND) * 1000;
+  return startedMs <= writtenAtMs + START_SLACK_MS ? id : { pid, startTicks: GONE_START_TICKS };
 }

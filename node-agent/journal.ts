@@ -18,6 +18,21 @@
  * over after the supervisor died). Writes from this process are serialised per
  * env; other processes talk to the writer through separate request files
  * (e.g. the stop request), never by writing the journal.
+ *
+ * Processes: every process a record names (creator, conmon, container init,
+ * supervisor) is stored as a {@link ProcessId}, pid plus start time, in
+ * `processes`; liveness is always judged by that pair. `pids` keeps the same
+ * pids bare, as version 1 always had them, so older runtimes and tools that
+ * read `pids` keep working; nothing here decides anything by it. The change is
+ * additive, so the format stays `version: 1`. A record whose `pids` entry has
+ * no matching `processes` entry (written, or rewritten since, by a runtime that
+ * did not record start times) is upgraded when read, conservatively: the pid
+ * is taken to name the process holding it now if that process started no later
+ * than the record's last write (`updatedAt`), and a process that is gone or
+ * started after that write is recorded as gone (start time -1, matching no
+ * process). So a pid reused after the last write is judged dead, and a live
+ * process the record may name is never judged dead. The next write persists
+ * the upgraded identities, so later writes cannot move that bound.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasync, fsync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -27,6 +42,8 @@ import type { EnvSpec, Usage } from '../src/api/env.js';
 import type { Phase, Reason } from '../src/api/constants.js';
 import { assertEnvId, envPaths, isEnvId } from './names.js';
 import type { CgroupStats } from './cgroup/types.js';
+import type { ProcessId } from '../src/core/procfs.js';
+import { identityWrittenAt } from './exec.js';
 
 /** Journal format version; bump on incompatible changes (readers refuse newer versions). */
 export const JOURNAL_VERSION = 1;
@@ -98,8 +115,14 @@ export interface EnvRecord {
   finishTime?: string;
   /** Absolute deadlines (RFC 3339), so a restarted supervisor enforces the same ones. */
   deadlines: { timeoutAt?: string; killAt?: string };
-  /** Processes that matter for adoption: conmon keeps the workload alive on its own. */
-  pids: { conmon?: number; container?: number; supervisor?: number; attachedTo?: number; /** The process running create(): adoption rolls a Creating env back only once it is gone. */ creator?: number };
+  /**
+   * Processes that matter for adoption, by identity (pid plus start time): conmon keeps the workload
+   * alive on its own; the creator (the process running create()) and the supervisor own the env while
+   * they live (adoption rolls a Creating env back only once its creator is gone). Set with {@link recordProcess}.
+   */
+  processes: Partial<Record<ProcessRole, ProcessId>>;
+  /** The same pids, bare: the version 1 field, kept for older readers. Never used to decide liveness. */
+  pids: Partial<Record<ProcessRole, number>>;
   idRange?: { start: number; size: number };
   /** Runtime settings needed to tear the env down with the same tools that built it. */
   runtime: { runc: string; conmon: string; init: string; runcRoot: string };
@@ -123,8 +146,50 @@ export interface EnvRecord {
   updatedAt: string;
 }
 
-/** The fields a caller supplies to start a record; the journal fills in the rest. */
-export type NewEnvRecord = Omit<EnvRecord, 'version' | 'resources' | 'seq' | 'updatedAt' | 'createdAt' | 'stateDir'> & { createdAt?: string };
+/** The processes an env record names. */
+export const PROCESS_ROLES = ['conmon', 'container', 'supervisor', 'attachedTo', 'creator'] as const;
+export type ProcessRole = (typeof PROCESS_ROLES)[number];
+
+/** The fields a caller supplies to start a record (`processes`, not `pids`); the journal fills in the rest. */
+export type NewEnvRecord = Omit<EnvRecord, 'version' | 'resources' | 'seq' | 'updatedAt' | 'createdAt' | 'stateDir' | 'pids'> & { createdAt?: string };
+
+/** Record process `id` as the env's `role` (in place, for a journal update): its identity and its bare pid. */
+export function recordProcess(r: EnvRecord, role: ProcessRole, id: ProcessId): void {
+  r.processes = { ...r.processes, [role]: { pid: id.pid, startTicks: id.startTicks } };
+  r.pids = { ...r.pids, [role]: id.pid };
+}
+
+function pidsOf(processes: EnvRecord['processes']): EnvRecord['pids'] {
+  const pids: EnvRecord['pids'] = {};
+  for (const role of PROCESS_ROLES) {
+    const p = processes[role];
+    if (p) pids[role] = p.pid;
+  }
+  return pids;
+}
+
+/**
+ * Make `processes` account for every pid in `pids` (in place): an entry without
+ * a matching identity was written by a runtime that recorded no start times,
+ * and becomes {@link identityWrittenAt} the record's last write (see the module
+ * comment). Reads /proc for such entries only.
+ */
+function upgradeProcesses(r: EnvRecord): void {
+  const processes: EnvRecord['processes'] = { ...(r.processes ?? {}) };
+  const pids: EnvRecord['pids'] = { ...(r.pids ?? {}) };
+  const writtenAt = Date.parse(r.updatedAt);
+  for (const role of PROCESS_ROLES) {
+    const pid = pids[role];
+    const known = processes[role];
+    if (pid === undefined) {
+      if (known) pids[role] = known.pid;
+      continue;
+    }
+    if (known?.pid !== pid) processes[role] = identityWrittenAt(pid, writtenAt);
+  }
+  r.processes = processes;
+  r.pids = pids;
+}
 
 /** A journal that exists but cannot be read or parsed. */
 export class JournalCorruptError extends Error {
@@ -223,7 +288,9 @@ function parseRecord(file: string, text: string): EnvRecord {
     throw new JournalCorruptError(file, new Error('not an env record'));
   }
   if (r.version > JOURNAL_VERSION) throw new JournalCorruptError(file, new Error(`version ${r.version} is newer than this runtime (${JOURNAL_VERSION})`));
-  return value as EnvRecord;
+  const record = value as EnvRecord;
+  upgradeProcesses(record);
+  return record;
 }
 
 /**
@@ -266,6 +333,7 @@ export class Journal {
     const t = now();
     const record: EnvRecord = {
       ...init,
+      pids: pidsOf(init.processes),
       createdAt: init.createdAt ?? t,
       version: JOURNAL_VERSION,
       stateDir: this.stateDir,

@@ -13,14 +13,15 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec } from '../src/api/env.js';
 import type { Phase } from '../src/api/constants.js';
-import { procState } from '../src/core/procfs.js';
+import { GONE_START_TICKS, procState, type ProcessId } from '../src/core/procfs.js';
 import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import { removeEmptyLevels } from './cgroup/tree.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
 import { conmonCreate, FifoStart, logTail, readExitCode, readPidFile, removeContainer, runcKill } from './conmon.js';
+import { identityWrittenAt, isSameProcess, selfIdentity } from './exec.js';
 import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
-import { isFinished, Journal, markCreated, markRemoved, outstanding, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
+import { isFinished, Journal, markCreated, markRemoved, outstanding, recordProcess, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
 import type { NodeMetrics } from './metrics.js';
@@ -94,9 +95,9 @@ export class CreateError extends Error {
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** What build() made, for the journal write that records the start: the init's pid and the results. */
+/** What build() made, for the journal write that records the start: the init's identity and the results. */
 interface Built {
-  readonly containerPid: number;
+  readonly container: ProcessId | undefined;
   /** The exec-fifo start, begun while `runc create` ran. */
   readonly fifo: FifoStart;
   readonly record: (r: EnvRecord) => void;
@@ -292,7 +293,7 @@ export class Runtime {
       cgroupMode: this.layout.mode,
       phase: 'Creating',
       deadlines: {},
-      pids: { creator: process.pid },
+      processes: { creator: selfIdentity() },
       runtime: { runc: tools.runc, conmon: tools.conmon, init: tools.init, runcRoot: this.runcRoot },
     }, this.intents(id, rel, req.spec));
     early.journalBegin = since(t0);
@@ -401,7 +402,7 @@ export class Runtime {
       });
       writeFileSync(p.config, JSON.stringify(cfg), { mode: 0o600 }); // ~10 KB: synchronous, like the other small files here
     });
-    let pids: { conmonPid: number; containerPid: number } | undefined;
+    let pids: { conmon: ProcessId; container: ProcessId } | undefined;
     // the start's reader is on the exec fifo while runc create runs, so the workload starts when its init is ready
     const fifo = new FifoStart(this.runcRoot, hostName(id)).early();
     await step('runcCreate', async () => {
@@ -411,10 +412,10 @@ export class Runtime {
       });
     });
     const cid = hostName(id);
-    made.push({ kind: 'container', hostId: cid, madeByUs: true }, { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: pids?.conmonPid ?? 0 } });
+    made.push({ kind: 'container', hostId: cid, madeByUs: true }, { kind: 'conmon', hostId: cid, madeByUs: true, detail: { pid: pids?.conmon.pid ?? 0, startTicks: pids?.conmon.startTicks ?? GONE_START_TICKS } });
     // recorded together with the start (one journal write): everything here was journaled as intended by begin()
     return {
-      containerPid: pids?.containerPid ?? 0,
+      container: pids?.container,
       fifo,
       record: (r) => {
         markCreated(r, made, new Date().toISOString());
@@ -423,8 +424,8 @@ export class Runtime {
         if (netns) r.netns = netnsPath(netns);
         if (idRange) r.idRange = idRange;
         if (pids) {
-          r.pids.conmon = pids.conmonPid;
-          r.pids.container = pids.containerPid;
+          recordProcess(r, 'conmon', pids.conmon);
+          recordProcess(r, 'container', pids.container);
         }
       },
     };
@@ -468,7 +469,7 @@ export class Runtime {
     }
   }
 
-  private async launch(record: EnvRecord, tools: Tools): Promise<{ conmonPid: number; containerPid: number }> {
+  private async launch(record: EnvRecord, tools: Tools): Promise<{ conmon: ProcessId; container: ProcessId }> {
     const { id, spec } = record;
     const p = envPaths(this.stateDir, id);
     const cid = hostName(id);
@@ -494,7 +495,7 @@ export class Runtime {
 
   private async start(id: string, tools: Tools, t0: number, built: Built): Promise<EnvRecord> {
     const t = performance.now();
-    const how = await built.fifo.finish(tools.runc, built.containerPid);
+    const how = await built.fifo.finish(tools.runc, built.container);
     const started = new Date();
     return this.journal.update(id, (r) => {
       built.record(r);
@@ -509,7 +510,9 @@ export class Runtime {
   /** One observation of a running env for the lifecycle rules. */
   async sample(r: EnvRecord): Promise<Sample> {
     const stats = await this.driver.stats(r.cgroupPath);
-    const net = r.pids.container !== undefined && r.netns ? await netBytes(r.pids.container) : undefined;
+    // the init's /proc/PID/net/dev shows the env's netns only while the pid is still the init's
+    const init = r.processes.container;
+    const net = isSameProcess(init) && r.netns ? await netBytes(init!.pid) : undefined;
     return { at: Date.now(), stats, ...(net !== undefined ? { netBytes: net } : {}) };
   }
 
@@ -578,7 +581,7 @@ export class Runtime {
     for (;;) {
       const code = await readExitCode(exitFile);
       if (code !== undefined) return code;
-      const conmonUp = r.pids.conmon !== undefined && (await isConmonOf(r.pids.conmon, hostName(r.id)));
+      const conmonUp = await isConmonOf(r.processes.conmon, hostName(r.id));
       if (!conmonUp) return readExitCode(exitFile); // it may have written the file just before exiting
       if (Date.now() > deadline) return undefined;
       if (!emptySeen) {
@@ -673,17 +676,17 @@ export class Runtime {
   private async reapConmon(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
     const c = outstanding(r).find((x) => x.kind === 'conmon');
     if (!c) return;
-    // a creator that died before recording the pid still left conmon's own pid file
+    // a creator that died before recording conmon still left conmon's own pid file
     const pidFile = typeof c.detail?.pidFile === 'string' ? c.detail.pidFile : undefined;
-    const pid = r.pids.conmon ?? (pidFile ? await readPidFile(pidFile).catch(() => undefined) : undefined);
-    if (pid !== undefined && (await isConmonOf(pid, c.hostId))) {
+    const id = r.processes.conmon ?? (pidFile ? await conmonFromPidFile(pidFile) : undefined);
+    if (await isConmonOf(id, c.hostId)) {
       // conmon exits by itself once the container is gone and the exit file is written
       const deadline = Date.now() + 5000;
-      while (Date.now() < deadline && (await isConmonOf(pid, c.hostId))) await sleep(5);
-      if (await isConmonOf(pid, c.hostId)) {
-        process.kill(pid, 'SIGKILL');
+      while (Date.now() < deadline && (await isConmonOf(id, c.hostId))) await sleep(5);
+      if (await isConmonOf(id, c.hostId)) {
+        process.kill(id!.pid, 'SIGKILL');
         await sleep(50);
-        if (await isConmonOf(pid, c.hostId)) throw new Error(`conmon pid ${pid} did not exit`);
+        if (await isConmonOf(id, c.hostId)) throw new Error(`conmon pid ${id!.pid} did not exit`);
       }
     }
     gone.push({ kind: 'conmon', hostId: c.hostId });
@@ -811,13 +814,27 @@ function readProc(file: string, fallback: string): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
-/** True when `pid` is a live conmon for container `cid` (guards against pid reuse). */
-export async function isConmonOf(pid: number, cid: string): Promise<boolean> {
+/**
+ * True while `id` is alive (same pid and start time: a reused pid is another
+ * process) and is a conmon for container `cid` (a recorded pid that named
+ * something else never passes).
+ */
+export async function isConmonOf(id: ProcessId | undefined, cid: string): Promise<boolean> {
+  if (!isSameProcess(id)) return false;
   try {
-    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    const st = procState(await readFile(`/proc/${pid}/stat`, 'utf8'));
-    return st !== 'Z' && path.basename(cmd[0] ?? '') === 'conmon' && cmd.includes(cid);
+    const cmd = (await readFile(`/proc/${id!.pid}/cmdline`, 'utf8')).split('\0');
+    return path.basename(cmd[0] ?? '') === 'conmon' && cmd.includes(cid) && isSameProcess(id);
   } catch {
     return false;
+  }
+}
+
+/** The conmon a pid file names: the process with that pid if it started before conmon wrote the file. */
+async function conmonFromPidFile(file: string): Promise<ProcessId | undefined> {
+  try {
+    const [pid, st] = await Promise.all([readPidFile(file), stat(file)]);
+    return identityWrittenAt(pid, st.mtimeMs);
+  } catch {
+    return undefined;
   }
 }

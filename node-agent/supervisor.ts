@@ -9,12 +9,19 @@
  * detached `denv supervise` process that runs it. conmon keeps the workload
  * alive and records its exit independently, so a supervisor that dies can be
  * replaced (`denv stop` takes over when no supervisor is alive).
+ *
+ * Every process it watches (conmon, the `denv run` it is attached to) is named
+ * by its identity, pid plus start time, so a pid the kernel hands to another
+ * process is never mistaken for the one it watched. It logs through winston.
  */
 import { readFile, unlink } from 'node:fs/promises';
+import type winston from 'winston';
+import { createLogger, errorFields } from '../src/log.js';
+import type { ProcessId } from '../src/core/procfs.js';
 import { readExitCode } from './conmon.js';
-import { pidAlive } from './exec.js';
+import { isSameProcess, selfIdentity } from './exec.js';
 import type { EnvRecord } from './journal.js';
-import { isFinished } from './journal.js';
+import { isFinished, recordProcess } from './journal.js';
 import { deadlineAt, initialState, observe, policyFromSpec, type Policy, type Verdict, type WatchState } from './lifecycle.js';
 import { envPaths } from './names.js';
 import { atomicWrite } from './journal.js';
@@ -25,12 +32,14 @@ export interface SuperviseOptions {
   /** Sampling interval. Default 1000 ms; tests use less. */
   readonly intervalMs?: number;
   /** Stop the env (reason Stopped) when this process is gone: the env dies with the `denv run` that started it. */
-  readonly attachedPid?: number;
+  readonly attachedTo?: ProcessId;
   /** Polled every tick: a verdict here stops the env (e.g. the CLI got SIGINT). */
   readonly stopRequested?: () => Verdict | undefined;
   readonly onPhase?: PhaseListener;
-  /** Record this process as the env's supervisor in the journal. */
+  /** Record this process as the env's supervisor in the journal (its identity: pid plus start time). */
   readonly registerPid?: boolean;
+  /** Where the loop reports what it cannot do (a failed kill, a failed sample). Default: createLogger('supervisor'). */
+  readonly logger?: winston.Logger;
 }
 
 /** A request from another process to stop an env. */
@@ -70,7 +79,11 @@ export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions 
   let r = await rt.journal.read(id);
   if (!r) throw new Error(`supervise: env ${id} has no journal in ${rt.stateDir}`);
   if (isFinished(r)) return r;
-  if (opts.registerPid) r = await rt.journal.update(id, (x) => void (x.pids.supervisor = process.pid));
+  if (opts.registerPid) {
+    const me = selfIdentity();
+    r = await rt.journal.update(id, (x) => recordProcess(x, 'supervisor', me));
+  }
+  const log = (opts.logger ?? defaultLogger()).child({ env: r.name, id });
   // the loop needs the env's identity, cgroup, pids and deadlines, not its resource list: a supervisor
   // per running env stays small (finish() re-reads the whole record from the journal)
   r = withoutResources(r);
@@ -83,7 +96,7 @@ export async function supervise(rt: Runtime, id: string, opts: SuperviseOptions 
   for (;;) {
     if ((await readExitCode(exitFile)) !== undefined) break;
     if (!(await monitorAlive(r))) break; // conmon died without an exit file: nothing more will come
-    await tick(rt, r, policy, loop, opts);
+    await tick(rt, r, policy, loop, opts, log);
     if (loop.verdict && r.phase !== 'Terminating') {
       r = await rt.beginTermination(id, loop.verdict, policy.graceMs);
       opts.onPhase?.(r);
@@ -120,19 +133,24 @@ function adoptTermination(r: EnvRecord, loop: Loop): void {
 }
 
 async function monitorAlive(r: EnvRecord): Promise<boolean> {
-  const pid = r.pids.conmon;
-  if (pid === undefined) return false;
-  return isConmonOf(pid, `denv-${r.id}`);
+  return isConmonOf(r.processes.conmon, `denv-${r.id}`);
+}
+
+let sharedLogger: winston.Logger | undefined;
+
+/** One logger for every supervision in this process that was given none. */
+function defaultLogger(): winston.Logger {
+  return (sharedLogger ??= createLogger('supervisor'));
 }
 
 /** One iteration: decide (if not yet terminating), or kill once the grace period is over. */
-async function tick(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop, opts: SuperviseOptions): Promise<void> {
+async function tick(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop, opts: SuperviseOptions, log: winston.Logger): Promise<void> {
   if (!loop.verdict) {
     const stop = opts.stopRequested?.() ?? (await readStopRequest(rt.stateDir, r.id)) ?? attachedGone(opts);
     if (stop) {
       loop.verdict = stop;
     } else {
-      loop.verdict = await decide(rt, r, policy, loop);
+      loop.verdict = await decide(rt, r, policy, loop, log);
     }
     if (loop.verdict) loop.killAtMs = Date.now() + policy.graceMs;
     if (!loop.verdict || policy.graceMs > 0) return;
@@ -143,18 +161,18 @@ async function tick(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop, opts:
       loop.killed = true;
     } catch (err) {
       // tried again next tick; teardown kills whatever is left in any case
-      console.error(`denv supervisor: ${r.name}: kill failed: ${(err as Error).message}`);
+      log.error('kill failed', errorFields(err));
     }
   }
 }
 
 /** Sample and apply the rules. If the kernel cannot be read this tick, only the deadline is judged. */
-async function decide(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop): Promise<Verdict | undefined> {
+async function decide(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop, log: winston.Logger): Promise<Verdict | undefined> {
   let s;
   try {
     s = await rt.sample(r);
   } catch (err) {
-    console.error(`denv supervisor: ${r.name}: cannot sample: ${(err as Error).message}`);
+    log.warn('cannot sample; only the deadline is judged this tick', errorFields(err));
     if (Date.now() < deadlineAt(policy, loop.watch.startedAt)) return undefined;
     return { reason: 'DeadlineExceeded', message: `ran longer than timeoutSeconds=${policy.timeoutMs / 1000}` };
   }
@@ -164,6 +182,6 @@ async function decide(rt: Runtime, r: EnvRecord, policy: Policy, loop: Loop): Pr
 }
 
 function attachedGone(opts: SuperviseOptions): Verdict | undefined {
-  if (opts.attachedPid === undefined || pidAlive(opts.attachedPid)) return undefined;
-  return { reason: 'Stopped', message: `the denv run that started it (pid ${opts.attachedPid}) is gone` };
+  if (opts.attachedTo === undefined || isSameProcess(opts.attachedTo)) return undefined;
+  return { reason: 'Stopped', message: `the denv run that started it (pid ${opts.attachedTo.pid}) is gone` };
 }

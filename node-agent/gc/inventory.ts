@@ -6,11 +6,13 @@
  * containers `denv-<id>` in our runc root, env directories without a readable
  * journal, conmon/runc processes whose argv names `denv-<id>`, zombies whose
  * parent is one of those processes, and uid-range reservations. Read-only.
+ * Every process is recorded by identity (pid plus start time), so reclaim never
+ * acts on a process that took a pid over after the inventory.
  */
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseMountinfo, parseProcStat } from '../../src/core/procfs.js';
-import { run } from '../exec.js';
+import { processIdentity, run } from '../exec.js';
 import { accountsForHostObjects, Journal } from '../journal.js';
 import { envIdFromHostName, isEnvId } from '../names.js';
 import { processAgeSeconds, type HostObject } from './plan.js';
@@ -70,7 +72,9 @@ async function cgroupObjects(o: InventoryOptions, out: HostObject[]): Promise<vo
         for (const p of procs.split('\n').filter(Boolean).map(Number)) {
           if (seenPids.has(p)) continue;
           seenPids.add(p);
-          out.push({ kind: 'process', path: `pid ${p}`, pid: p, envId, detail: `in ${dir}` });
+          const proc = processIdentity(p, o.procDir);
+          if (!proc) continue; // exited since cgroup.procs was read
+          out.push({ kind: 'process', path: `pid ${p}`, process: proc, envId, detail: `in ${dir}` });
         }
       }
     }
@@ -165,7 +169,9 @@ async function bootTime(procDir: string): Promise<number> {
 async function processObjects(o: InventoryOptions, out: HostObject[]): Promise<void> {
   const proc = o.procDir ?? '/proc';
   const btime = await bootTime(proc);
-  const ourPids = new Map<number, string>(out.filter((x) => x.pid !== undefined).map((x) => [x.pid!, x.envId]));
+  // by pid for lookups, each with the start time that makes it the process the inventory saw
+  const ours = new Map<number, { envId: string; startTicks: number }>(out.filter((x) => x.process !== undefined).map((x) => [x.process!.pid, { envId: x.envId, startTicks: x.process!.startTicks }]));
+  const ourProcess = (pid: number, startTicks: number): string | undefined => (ours.get(pid)?.startTicks === startTicks ? ours.get(pid)!.envId : undefined);
   const stats = new Map<number, { state: string; ppid: number; startTicks: number }>();
   for (const name of await readdir(proc).catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
@@ -177,19 +183,19 @@ async function processObjects(o: InventoryOptions, out: HostObject[]): Promise<v
     const bin = path.basename(argv[0] ?? '');
     if (bin !== 'conmon' && bin !== 'runc') continue;
     const envId = argv.map((a) => envIdFromHostName(a)).find((x) => x !== undefined);
-    if (!envId || ourPids.has(pid)) continue;
-    ourPids.set(pid, envId);
-    out.push({ kind: bin === 'conmon' ? 'conmon' : 'process', path: `pid ${pid}`, pid, envId, ageSeconds: processAgeSeconds(st.startTicks, btime, o.now), detail: argv.join(' ').slice(0, 120) });
+    if (!envId || ourProcess(pid, st.startTicks)) continue;
+    ours.set(pid, { envId, startTicks: st.startTicks });
+    out.push({ kind: bin === 'conmon' ? 'conmon' : 'process', path: `pid ${pid}`, process: { pid, startTicks: st.startTicks }, envId, ageSeconds: processAgeSeconds(st.startTicks, btime, o.now), detail: argv.join(' ').slice(0, 120) });
   }
   for (const x of out) {
-    if (x.pid === undefined || x.ageSeconds !== undefined) continue;
-    const st = stats.get(x.pid);
-    if (st) (x as { ageSeconds?: number }).ageSeconds = processAgeSeconds(st.startTicks, btime, o.now);
+    if (x.process === undefined || x.ageSeconds !== undefined) continue;
+    (x as { ageSeconds?: number }).ageSeconds = processAgeSeconds(x.process.startTicks, btime, o.now);
   }
   for (const [pid, st] of stats) {
     if (st.state !== 'Z') continue;
-    const owner = ourPids.get(st.ppid);
-    if (owner) out.push({ kind: 'zombie', path: `pid ${pid}`, pid, envId: owner, ageSeconds: processAgeSeconds(st.startTicks, btime, o.now), detail: `unreaped child of our pid ${st.ppid}` });
+    const parent = stats.get(st.ppid);
+    const owner = parent && ourProcess(st.ppid, parent.startTicks);
+    if (owner) out.push({ kind: 'zombie', path: `pid ${pid}`, process: { pid, startTicks: st.startTicks }, envId: owner, ageSeconds: processAgeSeconds(st.startTicks, btime, o.now), detail: `unreaped child of our pid ${st.ppid}` });
   }
 }
 

@@ -5,6 +5,7 @@
  * every rule is unit-tested without a kernel or a clock.
  */
 import type { Phase } from '../../src/api/constants.js';
+import type { ProcessId } from '../../src/core/procfs.js';
 
 /** Kinds of host objects the GC pass knows. */
 export const ORPHAN_KINDS = ['cgroup', 'netns', 'mount', 'container', 'bundle', 'conmon', 'process', 'zombie', 'idRange'] as const;
@@ -19,7 +20,8 @@ export interface HostObject {
   readonly envId: string;
   /** Seconds since the object was made; undefined when the host cannot say (treated as old). */
   readonly ageSeconds?: number;
-  readonly pid?: number;
+  /** For conmon, process and zombie objects: the process, by pid plus start time, as the inventory saw it. */
+  readonly process?: ProcessId;
   readonly detail?: string;
 }
 
@@ -106,9 +108,9 @@ export type AdoptAction =
 export interface AdoptFacts {
   readonly phase: Phase;
   readonly outstanding: number;
-  /** The creator or supervisor of the env is still alive. */
+  /** The creator or supervisor of the env is still alive: the process its journal names by pid plus start time. */
   readonly ownerAlive: boolean;
-  /** Its conmon is still alive (the workload may run). */
+  /** Its conmon, by pid plus start time, is still alive (the workload may run). */
   readonly conmonAlive: boolean;
 }
 

@@ -7,16 +7,19 @@
  * `reclaimed` only when it is verifiably gone, `stuck` otherwise.
  *
  * Only objects that carry `denv-<id>` (or live under `<state-dir>/envs/<id>`)
- * reach this module; processes are ended by pid only after their argv or
- * their cgroup is re-checked right before the signal.
+ * reach this module; a process is ended only after its identity (pid plus start
+ * time, as the inventory saw it) and its argv or cgroup are re-checked right
+ * before the signal, and it is verified gone once no process has that identity
+ * (a pid reused meanwhile belongs to another process: ours is gone).
  */
 import { access, readFile, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { parseMountinfo, procState } from '../../src/core/procfs.js';
+import { parseMountinfo, type ProcessId } from '../../src/core/procfs.js';
 import { killPids } from '../cgroup/common.js';
 import { removeCgroupDir } from '../cgroup/fs.js';
 import type { CgroupDriver } from '../cgroup/types.js';
 import { runcDelete } from '../conmon.js';
+import { isSameProcess, processIdentity } from '../exec.js';
 import { unmountTree, type MountTools } from '../mounts.js';
 import { deleteNetns } from '../netns.js';
 import { hostName } from '../names.js';
@@ -49,21 +52,19 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-/** True while `pid` exists and is not a zombie. */
-async function processLive(pid: number): Promise<boolean> {
-  const st = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  return st !== '' && procState(st) !== 'Z';
+/** True while process `p` exists at all, zombie or not (a zombie is gone once its parent or init reaps it). */
+function processExists(p: ProcessId): boolean {
+  return processIdentity(p.pid)?.startTicks === p.startTicks;
 }
 
-async function pidExists(pid: number): Promise<boolean> {
-  return exists(`/proc/${pid}`);
-}
-
-/** Still the same process of ours: argv names the container, or it is still in one of the env's cgroups. */
-async function stillOurs(pid: number, cid: string, cgroupDirs: readonly string[]): Promise<boolean> {
-  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+/** Still the same process of ours: the identity the inventory saw, and argv names the container or it is in one of the env's cgroups. */
+async function stillOurs(p: ProcessId, cid: string, cgroupDirs: readonly string[]): Promise<boolean> {
+  if (!isSameProcess(p)) return false;
+  const argv = (await readFile(`/proc/${p.pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  const cg = await readFile(`/proc/${p.pid}/cgroup`, 'utf8').catch(() => '');
+  // read after argv and cgroup: both came from this process, not from one that took its pid over
+  if (!isSameProcess(p)) return false;
   if (argv.includes(cid)) return true;
-  const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
   if (!cgroupDirs.length) return false;
   return cg.split("\n").some((line) => line.endsWith(`/${cid}`) || line.includes(`/${cid}/`));
 }
@@ -80,8 +81,8 @@ function relPaths(ctx: ReclaimContext, cgroupDirs: readonly string[]): string[] 
 async function endProcesses(ctx: ReclaimContext, envId: string, objs: readonly HostObject[], cgroupDirs: string[]): Promise<void> {
   const cid = hostName(envId);
   // monitors and runc first, so nothing recreates what we remove next
-  for (const o of objs.filter((x) => (x.kind === 'conmon' || x.kind === 'process') && x.pid !== undefined)) {
-    if (await stillOurs(o.pid!, cid, cgroupDirs)) killPids([o.pid!]);
+  for (const o of objs.filter((x) => (x.kind === 'conmon' || x.kind === 'process') && x.process !== undefined)) {
+    if (await stillOurs(o.process!, cid, cgroupDirs)) killPids([o.process!.pid]);
   }
   for (const rel of relPaths(ctx, cgroupDirs)) {
     await ctx.driver.kill(rel, 'auto').catch(() => undefined);
@@ -119,10 +120,10 @@ async function verify(o: HostObject, ctx: ReclaimContext): Promise<boolean> {
       return (await runcStatus(ctx.runc, ctx.runcRoot, o.path)) === undefined;
     }
     case 'zombie':
-      return !(await pidExists(o.pid!));
+      return !o.process || !processExists(o.process);
     case 'conmon':
     case 'process':
-      return !(await processLive(o.pid!));
+      return !isSameProcess(o.process);
   }
 }
 
@@ -162,7 +163,7 @@ export async function reclaimEnv(ctx: ReclaimContext, envId: string, objs: reado
   const zombies = of('zombie');
   if (zombies.length) {
     const until = Date.now() + 2000;
-    while (Date.now() < until && (await Promise.all(zombies.map((z) => pidExists(z.pid!)))).some(Boolean)) await sleep(20);
+    while (Date.now() < until && zombies.some((z) => z.process && processExists(z.process))) await sleep(20);
   }
   const results: ReclaimResult[] = [];
   for (const o of objs) {

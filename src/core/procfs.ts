@@ -1,7 +1,8 @@
 /**
  * Pure parsers for the kernel's text interfaces the node side reads:
  * /proc/<pid>/mountinfo, flat-keyed cgroup files (cgroup.events, memory.events,
- * cpu.stat, pids.* …) and /proc/<pid>/net/dev. Tested against fixture strings;
+ * cpu.stat, pids.* …), /proc/<pid>/net/dev and /proc/<pid>/stat (with the
+ * process identity, pid plus start time, built from it). Tested against fixture strings;
  * the I/O lives in node-agent/.
  */
 
@@ -106,4 +107,48 @@ export function parseProcStat(text: string): { state: string; ppid: number; star
   const startTicks = Number(f[19]);
   if (!f[0] || !Number.isFinite(ppid) || !Number.isFinite(startTicks)) return undefined;
   return { state: f[0], ppid, startTicks };
+}
+
+/**
+ * One process, told apart from every other process this boot: its pid plus its
+ * start time (/proc/PID/stat field 22, clock ticks since boot). A pid alone is
+ * recycled by the kernel and a name is shared by many processes; the pair is
+ * what every liveness decision of the node runtime compares.
+ */
+export interface ProcessId {
+  readonly pid: number;
+  /**
+   * Start time in clock ticks since boot; {@link GONE_START_TICKS} when the
+   * process was already gone when it was recorded (it then matches no process).
+   */
+  readonly startTicks: number;
+}
+
+/**
+ * The start time of a process that was gone before its start time could be
+ * read (a pid from a journal written without start times, a pid file whose
+ * process had exited): no process has it, so such an identity is never alive.
+ */
+export const GONE_START_TICKS = -1;
+
+/** The identity of process `pid` from the text of its /proc/PID/stat; undefined for unparsable text. */
+export function identityFromStat(pid: number, statText: string): ProcessId | undefined {
+  const st = parseProcStat(statText);
+  return st ? { pid, startTicks: st.startTicks } : undefined;
+}
+
+/**
+ * True when `statText` (the current /proc/PID/stat of `id.pid`, '' when there
+ * is none) shows the process `id` names still running: same start time (a pid
+ * the kernel handed to a newer process is another process) and neither a
+ * zombie nor dead (it has exited; only its parent's wait is missing).
+ */
+export function sameProcessInStat(id: ProcessId, statText: string): boolean {
+  const st = parseProcStat(statText);
+  return st !== undefined && st.startTicks === id.startTicks && st.state !== 'Z' && st.state !== 'X';
+}
+
+/** True when two identities name the same process. */
+export function sameProcessId(a: ProcessId | undefined, b: ProcessId | undefined): boolean {
+  return a !== undefined && b !== undefined && a.pid === b.pid && a.startTicks === b.startTicks;
 }

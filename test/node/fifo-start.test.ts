@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { FifoStart } from '../../node-agent/conmon.js';
+import { recordIdentity } from '../../node-agent/exec.js';
+import type { ProcessId } from '../../src/core/procfs.js';
 import { closeSharedHelper } from '../../node-agent/spawner.js';
 
 let root: string;
@@ -35,12 +37,13 @@ async function fifoFor(id: string): Promise<string> {
   return fifo;
 }
 
-/** A stand-in init: open the fifo for writing (waits for a reader), write `byte`, exit. */
-function init(fifo: string, byte: string): ChildProcess & { exited: Promise<number | null> } {
+/** A stand-in init: open the fifo for writing (waits for a reader), write `byte`, exit. `identity` as conmon's answer gives it. */
+function init(fifo: string, byte: string): ChildProcess & { exited: Promise<number | null>; identity: ProcessId } {
   const c = spawn('/bin/sh', ['-c', 'printf "$1" > "$2"', 'init', byte, fifo], { stdio: 'ignore' });
   children.push(c);
+  const identity = recordIdentity(c.pid!); // not reaped before this event loop turns
   const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
-  return Object.assign(c, { exited });
+  return Object.assign(c, { exited, identity });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -66,7 +69,7 @@ describe('FifoStart', () => {
     // the init writes its byte and goes on with no finish() call at all
     expect(await within(c.exited, 3000)).toBe(0);
     expect(existsSync(fifo)).toBe(true); // removed only by finish(), once runc create is done
-    expect(await start.finish('/nonexistent/runc', c.pid!)).toBe('fifo');
+    expect(await start.finish('/nonexistent/runc', c.identity)).toBe('fifo');
     expect(existsSync(fifo)).toBe(false);
   });
 
@@ -76,7 +79,7 @@ describe('FifoStart', () => {
     const c = init(fifo, '0');
     await sleep(200);
     expect(alive(c)).toBe(true); // blocked in open(O_WRONLY): nobody reads
-    expect(await new FifoStart(root, id).finish('/nonexistent/runc', c.pid!)).toBe('fifo');
+    expect(await new FifoStart(root, id).finish('/nonexistent/runc', c.identity)).toBe('fifo');
     expect(await c.exited).toBe(0);
     expect(existsSync(fifo)).toBe(false);
   });
@@ -89,7 +92,7 @@ describe('FifoStart', () => {
       if (early) start.early();
       const c = init(fifo, 'x');
       if (early) await c.exited;
-      await expect(start.finish('/nonexistent/runc', c.pid!)).rejects.toThrow(`start ${id}: unexpected byte 120`);
+      await expect(start.finish('/nonexistent/runc', c.identity)).rejects.toThrow(`start ${id}: unexpected byte 120`);
     }
   });
 
@@ -99,8 +102,9 @@ describe('FifoStart', () => {
     const start = new FifoStart(root, id).early();
     const c = spawn('/bin/true', { stdio: 'ignore' });
     children.push(c);
+    const identity = recordIdentity(c.pid!);
     await new Promise((r) => c.once('exit', r));
-    await expect(start.finish('/nonexistent/runc', c.pid!, 2000)).rejects.toThrow(`start ${id}: the container's init (pid ${c.pid}) died before it could start`);
+    await expect(start.finish('/nonexistent/runc', identity, 2000)).rejects.toThrow(`start ${id}: the container's init (pid ${c.pid}) died before it could start`);
   });
 
   it('cancel() closes the reader: an init then waits again, and the fifo is left for runc to remove', async () => {

@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
+import { isSameProcess } from '../../node-agent/exec.js';
 import { gcPass, hierarchies, type GcReport } from '../../node-agent/gc/pass.js';
 import { NodeMetrics } from '../../node-agent/metrics.js';
 import { RUNC_ROOT } from '../../node-agent/names.js';
@@ -185,8 +186,9 @@ it('reclaims every orphan of ours older than the min age, verified gone; young a
   expect(existsSync(path.join(RUNC_ROOT, `denv-${A}`))).toBe(false);
   expect(alive(bare.stray)).toBe(false);
   expect(alive(bare.conmon)).toBe(false);
-  expect(aRecord.pids.conmon !== undefined && alive(aRecord.pids.conmon)).toBe(false);
-  expect(aRecord.pids.container !== undefined && alive(aRecord.pids.container)).toBe(false);
+  expect(aRecord.processes.conmon).toBeDefined();
+  expect(isSameProcess(aRecord.processes.conmon)).toBe(false);
+  expect(isSameProcess(aRecord.processes.container)).toBe(false);
   if (aRecord.idRange) expect(kinds(report, A, 'reclaimed')).toContain('idRange');
 
   // young: all still there
@@ -234,7 +236,7 @@ it('an env of another state dir on this host is never taken for an orphan (the s
     const report = await gcPass(rt, { minAgeSeconds: 0, scope: ours, audit: false });
     expect(report.rows.filter((x) => x.envId === O)).toEqual([]);
     expect(existsSync(`/run/netns/denv-${O}`)).toBe(true);
-    expect(alive(r.pids.container!)).toBe(true);
+    expect(isSameProcess(r.processes.container)).toBe(true);
     // control: a pass that does not know the other state dir (empty registry) would take it for an orphan
     const blind = await Runtime.open({ stateDir: sd, stateRegistryDir: path.join(work, 'empty-registry') });
     const wouldBe = await gcPass(blind, { minAgeSeconds: 0, scope: ours, audit: false, dryRun: true });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { Journal, isFinished, outstanding } from '../../node-agent/journal.js';
+import { isSameProcess } from '../../node-agent/exec.js';
 import { RUNC_ROOT } from '../../node-agent/names.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseMountinfo } from '../../src/core/procfs.js';
@@ -97,9 +98,10 @@ export async function cleanup(dirs: string[]): Promise<void> {
     const rt = await Runtime.open({ stateDir: d, emptyTimeoutMs: 3000 });
     for (const r of (await rt.journal.list()).records) {
       if (!outstanding(r).length) continue;
-      if (r.pids.supervisor && r.pids.supervisor !== process.pid) {
+      const sup = r.processes.supervisor;
+      if (sup && sup.pid !== process.pid && isSameProcess(sup)) {
         try {
-          process.kill(r.pids.supervisor, 'SIGKILL');
+          process.kill(sup.pid, 'SIGKILL');
         } catch {
           /* gone */
         }

@@ -29,7 +29,7 @@ const init = (id: string): NewEnvRecord => ({
   cgroupMode: 'hybrid',
   phase: 'Creating',
   deadlines: {},
-  pids: {},
+  processes: {},
   runtime: { runc: '/usr/sbin/runc', conmon: '/usr/bin/conmon', init: '/usr/bin/tini-static', runcRoot: '/run/disposable-env/runc' },
 });
 

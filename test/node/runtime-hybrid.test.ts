@@ -11,7 +11,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, 
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
-import { pidAlive } from '../../node-agent/exec.js';
+import { isSameProcess } from '../../node-agent/exec.js';
 import { ensureAnchor } from '../../node-agent/mounts.js';
 import { NodeMetrics } from '../../node-agent/metrics.js';
 import { RUNC_ROOT } from '../../node-agent/names.js';
@@ -194,7 +194,7 @@ describe('denv run on the hybrid host', () => {
     expect(readFileSync(`/proc/${rec.pids.container!}/cgroup`, 'utf8')).toContain(`0::/disposable.slice/default/denv-${id}`);
     const ns = await execa('ip', ['netns', 'list'], { timeout: 10_000 });
     expect(ns.stdout).toContain(`denv-${id}`);
-    expect(rec.pids.supervisor).toBeGreaterThan(0);
+    expect(isSameProcess(rec.processes.supervisor)).toBe(true);
     const ps = await denv(['ps', '--state-dir', sd]);
     expect(ps.stdout).toMatch(new RegExp(`iso\\s+${id}\\s+default\\s+Running`));
     const stop = await denv(['stop', 'iso', '--state-dir', sd, '--json']);
@@ -202,7 +202,7 @@ describe('denv run on the hybrid host', () => {
     const stopped = JSON.parse(stop.stdout);
     note(stopped);
     expect(stopped).toMatchObject({ phase: 'Failed', reason: 'Stopped', exitCode: 143 });
-    await waitFor(() => !pidAlive(rec.pids.supervisor!), 10_000, 'the supervisor to exit');
+    await waitFor(() => !isSameProcess(rec.processes.supervisor), 10_000, 'the supervisor to exit');
   });
 
   it('denv logs -f follows the output until the env ends', async () => {
@@ -223,8 +223,9 @@ describe('denv run on the hybrid host', () => {
     const m = manifest(work, 'orphaned', { workload: { command: ['/bin/sh', '-c', 'sleep 120'] }, lifecycle: { gracePeriodSeconds: 2 } });
     expect((await denv(['run', '-f', m, '--state-dir', sd, '--id', id, '--detach', ...FAST])).exitCode).toBe(0);
     const rec = (await new Journal(sd).read(id))!;
-    process.kill(rec.pids.supervisor!, 'SIGKILL');
-    await waitFor(() => !pidAlive(rec.pids.supervisor!), 5000, 'the supervisor to die');
+    expect(isSameProcess(rec.processes.supervisor)).toBe(true);
+    process.kill(rec.processes.supervisor!.pid, 'SIGKILL');
+    await waitFor(() => !isSameProcess(rec.processes.supervisor), 5000, 'the supervisor to die');
     // the workload is still running under conmon
     expect(readFileSync(`/proc/${rec.pids.container!}/cmdline`, 'utf8')).toContain('/dev/init');
     const stop = await denv(['stop', 'orphaned', '--state-dir', sd, '--json']);

@@ -91,7 +91,7 @@ describe('journal listing with a torn file', () => {
   it('reports torn, empty and missing journals as incomplete and still lists the good ones', async () => {
     const j = new Journal(dir);
     const spec = {} as never;
-    await j.begin({ id: 'good1', name: 'g', class: 'c', source: { kind: 'cli' }, spec, cgroupPath: 'x', cgroupMode: 'hybrid', phase: 'Running', deadlines: {}, pids: {}, runtime: { runc: '', conmon: '', init: '', runcRoot: '' } });
+    await j.begin({ id: 'good1', name: 'g', class: 'c', source: { kind: 'cli' }, spec, cgroupPath: 'x', cgroupMode: 'hybrid', phase: 'Running', deadlines: {}, processes: {}, runtime: { runc: '', conmon: '', init: '', runcRoot: '' } });
     for (const [id, text] of [
       ['torn1', '{"version":1,"id":"torn1","resour'],
       ['empty1', ''],

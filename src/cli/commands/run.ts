@@ -13,7 +13,8 @@ import type { EnvRecord } from '../../../node-agent/journal.js';
 import { followUntil, LogFollower } from '../../../node-agent/logs.js';
 import { envPaths } from '../../../node-agent/names.js';
 import { CreateError, PreflightError, type Runtime } from '../../../node-agent/runtime.js';
-import { pidAlive } from '../../../node-agent/exec.js';
+import { isSameProcess, recordIdentity } from '../../../node-agent/exec.js';
+import { sameProcessId } from '../../core/procfs.js';
 import { supervise } from '../../../node-agent/supervisor.js';
 import type { Verdict } from '../../../node-agent/lifecycle.js';
 import type { Command } from '../main.js';
@@ -154,12 +155,14 @@ async function detach(rt: Runtime, record: EnvRecord, values: Values, ms: number
   const fd = openSync(p.supervisorLog, 'a', 0o600);
   try {
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd] });
+    // read while the child cannot have been reaped yet (its exit is handled by this event loop, later)
+    const supervisor = child.pid !== undefined ? recordIdentity(child.pid) : undefined;
     child.unref();
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       const r = await rt.journal.read(record.id);
-      if (r?.pids.supervisor === child.pid) break;
-      if (child.pid === undefined || !pidAlive(child.pid)) throw new Error(`the supervisor exited at once; see ${p.supervisorLog}`);
+      if (sameProcessId(r?.processes.supervisor, supervisor)) break;
+      if (!isSameProcess(supervisor)) throw new Error(`the supervisor exited at once; see ${p.supervisorLog}`);
       await new Promise((res) => setTimeout(res, 50));
     }
   } finally {

@@ -7,7 +7,8 @@
 import { parseArgs } from 'node:util';
 import { findEnv, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNTIME_FLAGS_HELP, parseOrUsage } from '../../../node-agent/cli.js';
 import { isFinished, type EnvRecord } from '../../../node-agent/journal.js';
-import { pidAlive } from '../../../node-agent/exec.js';
+import { isSameProcess, selfIdentity } from '../../../node-agent/exec.js';
+import { sameProcessId } from '../../core/procfs.js';
 import { requestStop, supervise } from '../../../node-agent/supervisor.js';
 import type { Runtime } from '../../../node-agent/runtime.js';
 import type { Command } from '../main.js';
@@ -39,12 +40,13 @@ async function stop(rt: Runtime, r: EnvRecord): Promise<EnvRecord> {
   for (;;) {
     const cur = await rt.journal.read(r.id);
     if (!cur || isFinished(cur)) return cur ?? r;
-    const sup = cur.pids.supervisor;
-    if (sup === undefined || sup === process.pid || !pidAlive(sup)) {
+    const sup = cur.processes.supervisor;
+    // by identity: a supervisor whose pid now belongs to another process is gone
+    if (sup === undefined || sameProcessId(sup, selfIdentity()) || !isSameProcess(sup)) {
       // nobody enforces this env any more: take over; supervise() sees the stop request at once
       return supervise(rt, r.id, { registerPid: true, intervalMs: 200 });
     }
-    if (Date.now() > limit) throw new Error(`env ${r.name} did not stop within ${r.spec.lifecycle.gracePeriodSeconds + 60}s (supervisor pid ${sup})`);
+    if (Date.now() > limit) throw new Error(`env ${r.name} did not stop within ${r.spec.lifecycle.gracePeriodSeconds + 60}s (supervisor pid ${sup.pid})`);
     await new Promise((res) => setTimeout(res, 100));
   }
 }
