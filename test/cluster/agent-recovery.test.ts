@@ -49,7 +49,13 @@ describe('node agent: restart, node loss, orphans, refusals', () => {
   });
 
   afterAll(async () => {
-    for (const c of strays) if (c.exitCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
+    for (const c of strays) {
+      try {
+        if (c.pid) process.kill(c.pid, 'SIGKILL');
+      } catch {
+        // already gone: the GC killed it
+      }
+    }
     await ctl?.stop('SIGTERM');
     await kubectl(['delete', '-n', ns(), 'denv', '--all', '--wait=false'], { reject: false });
     await nodes.cleanup(client);
