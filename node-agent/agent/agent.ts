@@ -175,9 +175,10 @@ export class Agent {
     const adopted = await recover(this.rt, {
       scope: (id) => this.tracked.has(id),
       metrics: this.metrics,
-      supervise: async (id) => {
+      supervise: (id) => {
         const t = this.tracked.get(id);
         if (t) this.superviseEnv(t);
+        return Promise.resolve();
       },
     });
     for (const a of adopted) {
@@ -232,7 +233,7 @@ export class Agent {
     if (!t) {
       const phase = env.status?.phase;
       if (phase === 'Scheduled') {
-        t = track(id, uid, env.metadata.namespace ?? 'default', env.metadata.name, String((env.spec as { class?: unknown } | undefined)?.class ?? 'default'));
+        t = track(id, uid, env.metadata.namespace ?? 'default', env.metadata.name, classOf(env));
         this.tracked.set(id, t);
         await this.create(t, env);
       } else if (phase === 'Creating' || phase === 'Running' || phase === 'Terminating') {
@@ -495,7 +496,7 @@ export class Agent {
           t.record = (await this.rt.journal.read(t.id)) ?? t.record;
         } else if (!t.supervision) await this.forget(t);
       }
-      const live = [...this.tracked.values()].filter((t) => t.record && (!isFinished(t.record) || t.supervision)).map((t) => t.id);
+      const live = [...this.tracked.values()].filter((t) => t.record !== undefined && (!isFinished(t.record) || t.supervision !== undefined)).map((t) => t.id);
       const report = await gcPass(this.rt, { liveIds: live, minAgeSeconds: this.config.gcMinAge / 1000, metrics: this.metrics });
       this.gcPasses++;
       this.lastGc = gcSummary(report, started);
@@ -545,8 +546,14 @@ export class Agent {
 
   /** Envs with a supervision in this process (tests). */
   get supervising(): number {
-    return [...this.tracked.values()].filter((t) => t.supervision).length;
+    return [...this.tracked.values()].filter((t) => t.supervision !== undefined).length;
   }
+}
+
+/** The env's class (a DNS label the spec schema defaults to `default`). */
+function classOf(env: EnvObject): string {
+  const c = (env.spec as { class?: unknown } | undefined)?.class;
+  return typeof c === 'string' ? c : 'default';
 }
 
 /** The apply body without times that move on their own, to tell a real change from a repeat. */

@@ -123,7 +123,7 @@ describe('node agent: restart, node loss, orphans, refusals', () => {
     });
     const ns2 = await execa('ip', ['netns', 'list'], { timeout: 10_000 });
     expect(ns2.stdout).not.toContain(`denv-${id}`);
-    await waitFor(async () => stray.exitCode !== null || stray.signalCode !== null, { timeoutMs: 10_000, what: 'the stray process to be killed' });
+    await waitFor(() => stray.exitCode !== null || stray.signalCode !== null, { timeoutMs: 10_000, what: 'the stray process to be killed' });
     const reclaimedAfter = await a.proc.metric('disposable_env_orphans_reclaimed_total');
     expect(reclaimedAfter - reclaimedBefore).toBeGreaterThanOrEqual(cgroups.length + 1);
     expect(await a.proc.metric('disposable_env_orphans_reclaimed_total', { kind: 'netns' })).toBeGreaterThanOrEqual(1);
