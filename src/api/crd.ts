@@ -94,7 +94,10 @@ export function envCrd(): JsonObject {
       kind: { type: 'string', description: 'Kind of this object.' },
       metadata: { type: 'object' },
       spec: schemaOf(EnvSpecObject),
-      status: schemaOf(EnvStatusSchema),
+      // A new env reads as Pending at once (`kubectl get`), and observedGeneration 0 behind generation 1 makes
+      // kstatus (Flux, kpt) report InProgress until the controller has seen it; defaults own no field, so the
+      // controller's and the agent's server-side applies replace them.
+      status: { ...schemaOf(EnvStatusSchema), default: { phase: 'Pending', observedGeneration: 0 } },
     },
     'x-kubernetes-validations': [
       {

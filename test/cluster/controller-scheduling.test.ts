@@ -125,7 +125,8 @@ describe('controller scheduling', () => {
     expect(nodeOf(e)).toBe(node('d'));
     expect(e.status?.reason).toBeUndefined();
     expect(e.status?.message).toBeUndefined();
-    expect(e.status?.conditions?.find((c) => c.type === 'Ready')).toBeUndefined();
+    // Ready stays False (health tools: InProgress) until the node's agent reports Running
+    expect(e.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Scheduled' });
   });
 
   it('marks a spec the CRD accepts but zod rejects as terminal InvalidSpec, and never retries it', async () => {

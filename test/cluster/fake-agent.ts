@@ -156,9 +156,12 @@ export class FakeAgent {
         return;
       }
       const ended = st.phase === 'Succeeded' || st.phase === 'Failed';
+      // An agent keeps asserting the conditions it took over: server-side apply would otherwise drop its fields
+      // of Ready and leave the parts the controller co-owns (type, observedGeneration), an invalid condition.
+      const ready = st.conditions?.find((c) => c.type === 'Ready');
       await this.status(env, {
         ...(ended ? {} : { phase: 'Succeeded', reason: 'Stopped', finishTime: rfc3339(Date.now()) }),
-        conditions: [cond('Reclaimed', 'True', 'Reclaimed', 'every host resource is gone')],
+        conditions: [...(ended && ready ? [ready] : []), cond('Reclaimed', 'True', 'Reclaimed', 'every host resource is gone')],
       });
       return;
     }
