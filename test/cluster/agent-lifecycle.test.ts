@@ -17,7 +17,7 @@ import { kubectl, withTestNamespace } from '../helpers/kube.js';
 import { kstatus } from '../helpers/kstatus.js';
 import { findLeaks } from '../node/helpers.js';
 import { AgentNodes } from './agent-harness.js';
-import { envsPath, getEnv, listEvents, settled, startController, testClient, waitFor, waitForEnv, waitForGone, type ControllerProcess } from './controller-harness.js';
+import { createEnv, envsPath, getEnv, listEvents, settled, startController, testClient, waitFor, waitForEnv, waitForGone, type ControllerProcess } from './controller-harness.js';
 
 jest.setTimeout(180_000);
 
@@ -160,8 +160,18 @@ describe('node agent, end to end with the controller', () => {
     expect(events.some((x) => x.regarding === 'doomed' && x.reason === 'Reclaimed')).toBe(true);
   });
 
+  it('a new env reads Pending at once, and an env no node fits stays Pending/Unschedulable', async () => {
+    const fresh = await createEnv(client, ns(), 'nowhere', { nodeSelector: { pool: 'does-not-exist' } });
+    // the CRD's status default: what kubectl and kstatus see before the controller acts
+    expect(fresh.status).toMatchObject({ phase: 'Pending', observedGeneration: 0 });
+    seen.push({ obj: fresh, want: 'InProgress', what: 'Pending (new)' });
+    const pending = await waitForEnv(client, ns(), 'nowhere', (e) => e.status?.reason === 'Unschedulable', 'Unschedulable', 30_000);
+    expect(pending.status?.phase).toBe('Pending');
+    seen.push({ obj: pending, want: 'InProgress', what: 'Pending (Unschedulable)' });
+  });
+
   it('kstatus (cli-utils) computes InProgress before Running, Current while Running and once Succeeded, Failed once Failed', async () => {
-    expect(seen.map((s) => s.what)).toEqual(expect.arrayContaining(['Running', 'Succeeded', 'Failed']));
+    expect(seen.map((s) => s.what)).toEqual(expect.arrayContaining(['Pending (new)', 'Pending (Unschedulable)', 'Running', 'Succeeded', 'Failed']));
     const results = await kstatus(seen.map((s) => s.obj));
     expect(results.map((r, i) => `${seen[i]!.what}: ${r.status}`)).toEqual(seen.map((s) => `${s.what}: ${s.want}`));
   });
