@@ -44,13 +44,16 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
 const absoluteDirs = (): z.ZodType<string[], string> =>
   z.string().transform((s, ctx) => {
     const dirs = s.split(',').map((d) => d.trim()).filter(Boolean);
+    const out: string[] = [];
     for (const d of dirs) {
-      if (!path.isAbsolute(d) || path.normalize(d) !== d.replace(/\/+$/, '') || d.includes('\0')) {
+      const bare = d.length > 1 ? d.replace(/\/+$/, '') : d;
+      if (!path.isAbsolute(bare) || path.normalize(bare) !== bare || bare.includes('\0')) {
         ctx.addIssue({ code: 'custom', message: `${JSON.stringify(d)} is not a normalised absolute path` });
         return z.NEVER;
       }
+      out.push(bare);
     }
-    return dirs.map((d) => (d.length > 1 ? d.replace(/\/+$/, '') : d));
+    return out;
   });
 
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;

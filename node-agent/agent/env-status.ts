@@ -162,14 +162,3 @@ export function agentStatusDiffers(current: EnvStatus | undefined, desired: Agen
 function sortKeys(o: object): object {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
 }
-
-/**
- * Whether new usage is worth a write before the usage interval is over: an OOM
- * kill, or memory or task count that moved by a quarter or more.
- */
-export function usageChangedMuch(prev: Usage | undefined, next: Usage): boolean {
-  if (!prev) return true;
-  if ((next.oomKills ?? 0) !== (prev.oomKills ?? 0)) return true;
-  const moved = (a?: number, b?: number): boolean => a !== undefined && b !== undefined && Math.abs(a - b) > Math.max(a, b) * 0.25 && Math.abs(a - b) > 1024 * 1024;
-  return moved(prev.memoryCurrentBytes, next.memoryCurrentBytes) || (prev.pids !== next.pids && Math.abs((prev.pids ?? 0) - (next.pids ?? 0)) >= Math.max(4, (prev.pids ?? 0) / 4));
-}
