@@ -4,6 +4,7 @@
  * pays for the Kubernetes client and `denv controller` never loads the runtime.
  */
 import { ValidationError } from '../api/validate.js';
+import { ConfigError } from '../core/flags.js';
 
 /** A subcommand: receives its own argv (after the name) and returns the process exit code. */
 export interface Command {
@@ -60,6 +61,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof UsageError) {
       console.error(`denv ${name}: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      console.error(`denv ${name}: invalid configuration:\n  ${err.problems.join('\n  ')}`);
       return 2;
     }
     const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';

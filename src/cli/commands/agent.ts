@@ -4,21 +4,14 @@
  * watching and exits, and the envs keep running for the next agent to adopt.
  */
 import type { Command } from '../main.js';
-import { UsageError } from '../main.js';
-import { agentHelpText, ConfigError, parseAgentConfig } from '../../../node-agent/agent/config.js';
+import { agentHelpText, parseAgentConfig } from '../../../node-agent/agent/config.js';
 import { Agent } from '../../../node-agent/agent/agent.js';
 import { createLogger, errorFields } from '../../log.js';
 
 export const command: Command = {
   summary: 'run the node agent: run the envs the cluster binds to this node, report them, reclaim leaks',
   async run(argv: string[]): Promise<number> {
-    let config;
-    try {
-      config = parseAgentConfig(argv);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new UsageError(`invalid configuration:\n  ${err.problems.join('\n  ')}`);
-      throw err;
-    }
+    const config = parseAgentConfig(argv); // a ConfigError names every bad flag; main() prints it and exits 2
     if (config === 'help') {
       console.log(agentHelpText());
       return 0;
