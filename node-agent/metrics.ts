@@ -13,6 +13,14 @@ type EnvLabel = 'namespace' | 'name' | 'class';
 /** Labels of the per-env series. */
 export type EnvLabels = Record<EnvLabel, string>;
 
+function envKey(l: EnvLabels): string {
+  return `${l.namespace}\u0000${l.name}\u0000${l.class}`;
+}
+
+function envCounter(registry: Registry, name: string, help: string): Counter<EnvLabel> {
+  return new Counter({ name: `${METRIC_PREFIX}${name}`, help, labelNames: ['namespace', 'name', 'class'] as const, registers: [registry] });
+}
+
 function envGauge(registry: Registry, name: string, help: string): Gauge<EnvLabel> {
   return new Gauge({ name: `${METRIC_PREFIX}${name}`, help, labelNames: ['namespace', 'name', 'class'] as const, registers: [registry] });
 }
@@ -92,8 +100,10 @@ export class NodeMetrics {
   readonly envMemoryCurrent = envGauge(this.registry, 'memory_current_bytes', 'Memory the env uses now (cgroup memory.current or memory.usage_in_bytes).');
   readonly envMemoryMax = envGauge(this.registry, 'memory_max_bytes', 'The env\'s memory limit (spec.resources.memory.max); absent when it has none.');
   readonly envPids = envGauge(this.registry, 'pids', 'Tasks in the env.');
-  readonly envCpuSeconds = envGauge(this.registry, 'cpu_usage_seconds', 'CPU time the env used since it started.');
-  readonly envOomKills = envGauge(this.registry, 'oom_kills', 'Processes of the env killed by the OOM killer.');
+  readonly envCpuSeconds = envCounter(this.registry, 'cpu_seconds_total', 'CPU time the env used since it started.');
+  readonly envOomKills = envCounter(this.registry, 'oom_kills_total', 'Processes of the env killed by the OOM killer.');
+  /** The last value each per-env counter was brought to, so a new sample adds only the difference. */
+  private readonly counted = new WeakMap<Counter<EnvLabel>, Map<string, number>>();
   readonly envLastActivity = envGauge(this.registry, 'last_activity_timestamp_seconds', 'When the kernel last saw the env do something (CPU, I/O, network, tasks); time() minus it is the idle time.');
 
   /** Writes to DisposableEnvs by the agent (status applies and finalizer releases), for the writes-per-env budget. */
@@ -110,14 +120,30 @@ export class NodeMetrics {
     set(this.envMemoryCurrent, v.memoryCurrentBytes);
     set(this.envMemoryMax, v.memoryMaxBytes);
     set(this.envPids, v.pids);
-    set(this.envCpuSeconds, v.cpuSeconds);
-    set(this.envOomKills, v.oomKills);
+    this.countTo(this.envCpuSeconds, labels, v.cpuSeconds);
+    this.countTo(this.envOomKills, labels, v.oomKills);
     set(this.envLastActivity, v.lastActivityMs === undefined ? undefined : v.lastActivityMs / 1000);
+  }
+
+  /** A per-env counter follows a kernel counter: it grows by what the kernel's value grew since the last sample. */
+  private countTo(c: Counter<EnvLabel>, labels: EnvLabels, value: number | undefined): void {
+    if (value === undefined) return;
+    const seen = this.counted.get(c) ?? new Map<string, number>();
+    this.counted.set(c, seen);
+    const key = envKey(labels);
+    const delta = value - (seen.get(key) ?? 0);
+    if (delta > 0) c.inc(labels, delta);
+    else if (!seen.has(key)) c.inc(labels, 0);
+    seen.set(key, Math.max(value, seen.get(key) ?? 0));
   }
 
   /** Drop an env's series once it is gone from the node. */
   dropEnv(labels: EnvLabels): void {
-    for (const g of [this.envMemoryCurrent, this.envMemoryMax, this.envPids, this.envCpuSeconds, this.envOomKills, this.envLastActivity]) g.remove(labels);
+    for (const g of [this.envMemoryCurrent, this.envMemoryMax, this.envPids, this.envLastActivity]) g.remove(labels);
+    for (const c of [this.envCpuSeconds, this.envOomKills]) {
+      c.remove(labels);
+      this.counted.get(c)?.delete(envKey(labels));
+    }
   }
 
   /** Prometheus text exposition of every metric. */

@@ -97,6 +97,10 @@ describe('node agent while the API server is unreachable', () => {
     expect(await a.proc.metric('disposable_env_memory_current_bytes', labels)).toBeGreaterThan(0);
     expect(await a.proc.metric('disposable_env_pids', labels)).toBeGreaterThanOrEqual(1);
     expect(await a.proc.metric('disposable_env_last_activity_timestamp_seconds', labels)).toBeGreaterThan(Date.now() / 1000 - 60);
+    const text = await a.proc.metrics();
+    expect(text).toMatch(/# TYPE disposable_env_cpu_seconds_total counter/);
+    expect(text).toMatch(/disposable_env_cpu_seconds_total\{[^}]*name="busy"[^}]*\} [0-9.e-]+/);
+    expect(text).toMatch(/disposable_env_oom_kills_total\{[^}]*name="busy"[^}]*\} 0/);
     const withUsage = await waitForEnv(client, ns(), 'busy', (e) => (e.status?.usage?.memoryCurrentBytes ?? 0) > 0, 'status.usage', 30_000);
     expect(withUsage.status?.phase).toBe('Running');
     await client.delete(`/apis/disposable.dev/v1alpha1/namespaces/${ns()}/disposableenvs/busy`);
