@@ -17,7 +17,7 @@
  *                                  complete: the tree's mount id. A tree without a
  *                                  matching marker is half-built (its builder died)
  *                                  and is removed and built again;
- *  - `<state>/hostroot.lock`       the lock: the pid of the process building, checking
+ *  - `<state>/hostroot.lock`       the lock: the pid and start time of the process building, checking
  *                                  or removing the tree, created atomically (a hard link
  *                                  of a written temp file); stale once that pid is gone.
  *
@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pidAlive, run } from './exec.js';
+import { isSameProcess, pidAlive, run, selfIdentity } from './exec.js';
 import { atomicWrite } from './journal.js';
 import { bindHostRoot, ensureAnchor, mountTable, mountsUnder, unmountTree, type MountTools } from './mounts.js';
 
@@ -196,7 +196,8 @@ export class HostRoot {
       // the lock appears atomically with the holder's pid in it (hard link of a written temp file), so a
       // holder that dies at any point leaves either no lock or one naming a pid that is gone
       const tmp = `${this.paths.lock}.${process.pid}.${randomBytes(4).toString('hex')}`;
-      await writeFile(tmp, String(process.pid), { mode: 0o600 });
+      const me = selfIdentity();
+      await writeFile(tmp, `${me.pid} ${me.startTicks}`, { mode: 0o600 });
       try {
         await link(tmp, this.paths.lock);
         return;
@@ -206,8 +207,7 @@ export class HostRoot {
         await unlink(tmp).catch(() => undefined);
       }
       const [text, st] = await Promise.all([readFile(this.paths.lock, 'utf8').catch(() => ''), stat(this.paths.lock).catch(() => undefined)]);
-      const holder = Number.parseInt(text, 10);
-      const stale = !(holder > 0 && pidAlive(holder)) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
+      const stale = !holderAlive(text) || (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS);
       if (stale) {
         await unlink(this.paths.lock).catch(() => undefined);
         continue;
@@ -216,4 +216,11 @@ export class HostRoot {
       await sleep(5);
     }
   }
+}
+
+/** The lock's holder is alive: the same process (pid and start time); a lock written before start times were kept names only a pid. */
+function holderAlive(text: string): boolean {
+  const [pid, ticks] = text.trim().split(/\s+/).map((x) => Number.parseInt(x, 10));
+  if (!pid || pid <= 0) return false;
+  return ticks === undefined || Number.isNaN(ticks) ? pidAlive(pid) : isSameProcess({ pid, startTicks: ticks });
 }

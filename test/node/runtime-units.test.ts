@@ -302,12 +302,13 @@ describe('CRI log', () => {
 describe('shared host root lock', () => {
   const tools = (): Promise<{ mount: string; umount: string }> => Promise.resolve({ mount: 'mount', umount: 'umount' });
 
-  it('takes over a lock whose holder died, and one left empty, instead of waiting', async () => {
+  it('takes over a lock whose holder died, one left empty, and one whose pid now belongs to another process, instead of waiting', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'denv-lock-'));
     try {
       const hr = new HostRoot(dir, tools);
       const dead = spawnSync('/bin/true').pid; // a pid that has exited
-      for (const content of [String(dead), '']) {
+      // this test's own pid with another start time: the pid was reused, the holder is gone
+      for (const content of [String(dead), '', `${dead} 1`, `${process.pid} 1`]) {
         writeFileSync(hr.paths.lock, content);
         writeFileSync(hr.paths.marker, ''); // a tree to release (no mounts): the release has to take the lock
         const t = Date.now();
