@@ -13,6 +13,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const PARTS: Record<string, { file: string; fn: string }> = {
   node: { file: 'node.ts', fn: 'benchNode' },
   controller: { file: 'controller.ts', fn: 'benchController' },
+  e2e: { file: 'e2e.ts', fn: 'benchE2e' },
 };
 
 async function main(): Promise<number> {
