@@ -21,17 +21,17 @@ import { EventRecorder } from '../../src/controller/events.js';
 import { Informer } from '../../src/controller/informer.js';
 import { ApiError, KubeClient } from '../../src/controller/kube-client.js';
 import { loadConnection } from '../../src/controller/kubeconfig.js';
-import { keyOf, rfc3339, type EnvObject } from '../../src/controller/model.js';
+import { keyOf, type EnvObject } from '../../src/controller/model.js';
 import { WorkQueue } from '../../src/controller/queue.js';
 import { portOf, startServer } from '../../src/controller/server.js';
 import { createLogger, errorFields } from '../../src/log.js';
 import { recover } from '../adopt.js';
-import { gcPass, type GcReport } from '../gc/pass.js';
+import { gcPass } from '../gc/pass.js';
 import { NodeMetrics } from '../metrics.js';
 import { probeHost } from '../probe.js';
 import { Runtime } from '../runtime.js';
 import type { AgentConfig } from './config.js';
-import { AGENT_VERSION, hostFacts, nodeReady, Registration } from './registration.js';
+import { AGENT_VERSION, hostFacts, lastGcOf, nodeReady, Registration } from './registration.js';
 import { EnvDriver } from './env-driver.js';
 
 /** Reconciles in flight at once (creates wait on runc, writes on the API server, not on the CPU). */
@@ -194,7 +194,7 @@ export class Agent {
       for (const e of this.envs.list()) if (e.metadata.uid) liveUids.add(e.metadata.uid);
       const live = await this.driver.sweep(liveUids);
       const report = await gcPass(this.rt, { liveIds: live, minAgeSeconds: this.config.gcMinAge / 1000, metrics: this.metrics });
-      this.lastGc = gcSummary(report, started);
+      this.lastGc = lastGcOf(report, started, Date.now());
       this.logger.info('gc pass', { seconds: report.seconds, reclaimedEnvs: report.reclaimedEnvs.length, stuck: report.stuckEnvs.length, rows: report.rows.length });
     } catch (err) {
       this.logger.error('gc pass failed', errorFields(err));
@@ -234,20 +234,3 @@ export class Agent {
     this.logger.info('agent stopped; envs keep running and are adopted by the next agent', { running: this.driver.running });
   }
 }
-
-function gcSummary(report: GcReport, started: number): NonNullable<NodeStatus['lastGC']> {
-  const count = (action: string): Record<string, number> => {
-    const out: Record<string, number> = {};
-    for (const r of report.rows) if (r.action === action || (action === 'found' && r.action !== 'reported (foreign)')) out[r.kind] = (out[r.kind] ?? 0) + 1;
-    return out;
-  };
-  return {
-    time: rfc3339(Date.now()),
-    durationSeconds: Math.round((Date.now() - started) / 10) / 100,
-    found: count('found'),
-    reclaimed: count('reclaimed'),
-    foreignLeaks: count('reported (foreign)'),
-    stuck: report.stuckEnvs.length,
-  };
-}
-

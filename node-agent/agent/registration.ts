@@ -7,7 +7,8 @@
 import os from 'node:os';
 import type { Logger } from 'winston';
 import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION } from '../../src/api/constants.js';
-import type { CgroupMode, NodeStatus } from '../../src/api/node.js';
+import { GC_KINDS, type CgroupMode, type GcKind, type NodeStatus } from '../../src/api/node.js';
+import type { GcReport } from '../gc/pass.js';
 import { ApiError, isConflict, isNotFound, type KubeClient } from '../../src/controller/kube-client.js';
 import { microTime, rfc3339 } from '../../src/controller/model.js';
 import { errorFields } from '../../src/log.js';
@@ -155,4 +156,26 @@ export function nodeReady(now: number, problems: readonly string[]): NonNullable
   return problems.length
     ? { type: 'Ready', status: 'False', reason: 'CannotRunEnvs', message: problems.join('; ').slice(0, 32768), lastTransitionTime: rfc3339(now) }
     : { type: 'Ready', status: 'True', reason: 'AgentReady', message: 'the agent runs envs on this node', lastTransitionTime: rfc3339(now) };
+}
+
+/**
+ * `DisposableNode.status.lastGC` from a GC pass: counts by kind of what it found (ours), reclaimed, and saw
+ * of others' leaks. Only the kinds the API declares are counted: a server-side apply with an undeclared
+ * field is refused as a whole.
+ */
+export function lastGcOf(report: GcReport, startedMs: number, nowMs: number): NonNullable<NodeStatus['lastGC']> {
+  const known = new Set<string>(GC_KINDS);
+  const count = (match: (action: string) => boolean): Partial<Record<GcKind, number>> => {
+    const out: Partial<Record<GcKind, number>> = {};
+    for (const r of report.rows) if (known.has(r.kind) && match(r.action)) out[r.kind] = (out[r.kind] ?? 0) + 1;
+    return out;
+  };
+  return {
+    time: rfc3339(nowMs),
+    durationSeconds: Math.round((nowMs - startedMs) / 10) / 100,
+    found: count((a) => a !== 'reported (foreign)'),
+    reclaimed: count((a) => a === 'reclaimed'),
+    foreignLeaks: count((a) => a === 'reported (foreign)'),
+    stuck: report.stuckEnvs.length,
+  };
 }

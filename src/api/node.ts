@@ -9,7 +9,7 @@ import { ConditionSchema } from './env.js';
 export const CGROUP_MODES = ['v2', 'hybrid', 'v1'] as const;
 export type CgroupMode = (typeof CGROUP_MODES)[number];
 
-export const GC_KINDS = ['cgroup', 'netns', 'mount', 'container', 'bundle', 'process', 'zombie'] as const;
+export const GC_KINDS = ['cgroup', 'netns', 'mount', 'container', 'bundle', 'conmon', 'process', 'zombie', 'idRange'] as const;
 export type GcKind = (typeof GC_KINDS)[number];
 
 const countsByKind = z

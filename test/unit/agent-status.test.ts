@@ -3,6 +3,9 @@ import { isWithin, policyProblems, type NodePolicy } from '../../node-agent/agen
 import { envIdForUid } from '../../node-agent/agent/tracked.js';
 import { EnvSpecSchema } from '../../src/api/env.js';
 import { isEnvId } from '../../node-agent/names.js';
+import { lastGcOf } from '../../node-agent/agent/registration.js';
+import { ORPHAN_KINDS } from '../../node-agent/gc/plan.js';
+import { GC_KINDS } from '../../src/api/node.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const ctx = (over: Partial<StatusContext> = {}): StatusContext => ({ current: undefined, generation: 1, now: T0, controllerEnded: false, ...over });
@@ -97,5 +100,27 @@ describe('env id of an API object', () => {
     expect(envIdForUid('6f1c2d3e-0000-4000-8000-000000000002')).not.toBe(a);
     expect(isEnvId(a)).toBe(true);
     expect(a).toMatch(/^k[0-9a-f]{15}$/);
+  });
+});
+
+describe('DisposableNode lastGC', () => {
+  it('counts rows by kind: found (ours), reclaimed, foreign leaks; every kind a GC row can carry is one the API declares', () => {
+    const rows = [
+      { kind: 'cgroup', path: '/a', action: 'reclaimed' },
+      { kind: 'conmon', path: 'pid 1', action: 'reclaimed' },
+      { kind: 'idRange', path: '/r', action: 'young' },
+      { kind: 'netns', path: 'x', action: 'reported (foreign)' },
+      { kind: 'process', path: 'pid 2', action: 'stuck' },
+    ] as const;
+    const g = lastGcOf({ rows: [...rows], seconds: 0.2, corruptJournals: [], reclaimedEnvs: ['e'], stuckEnvs: ['s'] }, T0, T0 + 1234);
+    expect(g).toEqual({
+      time: '2026-01-01T00:00:01Z',
+      durationSeconds: 1.23,
+      found: { cgroup: 1, conmon: 1, idRange: 1, process: 1 },
+      reclaimed: { cgroup: 1, conmon: 1 },
+      foreignLeaks: { netns: 1 },
+      stuck: 1,
+    });
+    for (const k of ORPHAN_KINDS) expect(GC_KINDS).toContain(k);
   });
 });
