@@ -222,6 +222,7 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     this.queue.shutDown();
     await Promise.allSettled(this.workers);
+    await this.driver?.settle();
     await this.envs?.stop();
     await this.gcRunning;
     await this.registration?.stop();

@@ -122,13 +122,16 @@ export class EnvDriver {
     // another object of the same name that ran here before is not this one
     const stale = this.byKey(key);
     if (stale && stale.uid !== uid && stale.record && !isFinished(stale.record)) this.requestStop(stale, 'the env was deleted and re-created');
+    // a create in flight enqueues the key again when it is done
+    if (t?.creating) return undefined;
     if (env.metadata.deletionTimestamp) return this.reconcileDeletion(env, t);
     if (!t) {
       const phase = env.status?.phase;
       if (phase === 'Scheduled') {
         t = track(id, uid, env.metadata.namespace ?? 'default', env.metadata.name, classOf(env));
         this.tracked.set(id, t);
-        await this.create(t, env);
+        this.startCreate(t, env, key);
+        return undefined;
       } else if (phase === 'Creating' || phase === 'Running' || phase === 'Terminating') {
         // started here once, but the node has no trace of it: report, never run it a second time
         t = track(id, uid, env.metadata.namespace ?? 'default', env.metadata.name, 'default');
@@ -192,11 +195,36 @@ export class EnvDriver {
     let envs = 0;
     let memoryBytes = 0;
     for (const t of this.tracked.values()) {
-      if (!t.record || isFinished(t.record)) continue;
+      // an env whose create passed the policy but has no journal record yet holds its room too
+      const held = t.record ? !isFinished(t.record) : t.createBegun !== undefined && !t.refusal;
+      if (!held) continue;
       envs++;
-      memoryBytes += memoryOf(t.record.spec);
+      memoryBytes += t.record ? memoryOf(t.record.spec) : (t.memoryMaxBytes ?? 0);
     }
     return { envs, memoryBytes };
+  }
+
+  /**
+   * Run the create outside the worker: envs bound at once are created together (as many as the runtime
+   * takes), and a slow create keeps no other env's write or deletion waiting. An unexpected error forgets
+   * the attempt (the runtime rolled back what it made) and retries it with backoff.
+   */
+  private startCreate(t: Tracked, env: EnvObject, key: string): void {
+    t.creating = this.create(t, env)
+      .then(() => {
+        if (!this.ctx.stopping()) this.ctx.queue.add(key);
+      })
+      .catch((err: unknown) => {
+        this.logger.warn('create failed; retrying', { env: key, envId: t.id, ...errorFields(err) });
+        if (!t.record) this.tracked.delete(t.id);
+        if (!this.ctx.stopping()) this.ctx.queue.addRateLimited(key);
+      })
+      .finally(() => (t.creating = undefined));
+  }
+
+  /** Wait for the creates in flight (the agent's stop: a create cut off mid-way would be rolled back by the next agent). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.tracked.values()].flatMap((t) => (t.creating ? [t.creating] : [])));
   }
 
   /** Validate, check policy, create on the host, start supervising. A refusal creates nothing. */

@@ -30,6 +30,8 @@ export interface Tracked {
   record?: EnvRecord;
   /** Refused before anything was made on the host (policy, invalid spec, preflight). */
   refusal?: EnvFacts;
+  /** The create in flight (run outside the work queue's workers). */
+  creating?: Promise<void>;
   /** The supervision running in this process. */
   supervision?: Promise<void>;
   /** A stop the agent asked for (deletion, spec.stop, the controller ended it). */
