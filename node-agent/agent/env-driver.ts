@@ -8,7 +8,7 @@
  * the process wiring (informer, queue, registration, GC loop) is agent.ts.
  */
 import type { Logger } from 'winston';
-import { NODE_LABEL } from '../../src/api/constants.js';
+import { isTerminalPhase, NODE_LABEL } from '../../src/api/constants.js';
 import { EnvSpecSchema, type EnvSpec } from '../../src/api/env.js';
 import type { EventRecorder, EventType } from '../../src/controller/events.js';
 import type { KubeClient } from '../../src/controller/kube-client.js';
@@ -152,7 +152,7 @@ export class EnvDriver {
 
   /** True when the controller took the phase back to end the env by a backstop (docs/controller.md). */
   private controllerEnded(env: EnvObject): boolean {
-    return isFinished({ phase: env.status?.phase } as EnvRecord) && ownedStatusOf(env.metadata.managedFields, CONTROLLER_FIELD_MANAGER).fields.has('phase');
+    return isTerminalPhase(env.status?.phase) && ownedStatusOf(env.metadata.managedFields, CONTROLLER_FIELD_MANAGER).fields.has('phase');
   }
 
   private async reconcileDeletion(env: EnvObject, t: Tracked | undefined): Promise<number | undefined> {
@@ -354,10 +354,10 @@ export class EnvDriver {
 
   /** Events for what the write reported (each once per env). */
   private afterWrite(env: EnvObject, t: Tracked, f: EnvFacts): void {
-    if (f.phase === 'Running' || (f.startTime && isFinished({ phase: f.phase } as EnvRecord))) {
+    if (f.phase === 'Running' || (f.startTime && isTerminalPhase(f.phase))) {
       this.event(env, t, 'Normal', 'Started', `the workload started on node ${this.config.node} (cgroup ${f.cgroupPath ?? '?'})`);
     }
-    if (!isFinished({ phase: f.phase } as EnvRecord) || t.refusal) return;
+    if (!isTerminalPhase(f.phase) || t.refusal) return;
     const type = f.reason ? FINISH_EVENTS[f.reason] : undefined;
     if (type && f.reason) this.event(env, t, type, f.reason, f.message ?? f.reason);
     if (f.leaks?.length) this.event(env, t, 'Warning', 'Leaked', `teardown could not remove: ${f.leaks.map((l) => `${l.what}: ${l.detail}`).join('; ')}`);
