@@ -210,16 +210,21 @@ export class EnvDriver {
    * the attempt (the runtime rolled back what it made) and retries it with backoff.
    */
   private startCreate(t: Tracked, env: EnvObject, key: string): void {
-    t.creating = this.create(t, env)
-      .then(() => {
-        if (!this.ctx.stopping()) this.ctx.queue.add(key);
-      })
-      .catch((err: unknown) => {
+    // the flag is cleared before the key is queued again: that reconcile must see the create as done
+    const done = (retry: boolean): void => {
+      t.creating = undefined;
+      if (this.ctx.stopping()) return;
+      if (retry) this.ctx.queue.addRateLimited(key);
+      else this.ctx.queue.add(key);
+    };
+    t.creating = this.create(t, env).then(
+      () => done(false),
+      (err: unknown) => {
         this.logger.warn('create failed; retrying', { env: key, envId: t.id, ...errorFields(err) });
         if (!t.record) this.tracked.delete(t.id);
-        if (!this.ctx.stopping()) this.ctx.queue.addRateLimited(key);
-      })
-      .finally(() => (t.creating = undefined));
+        done(true);
+      },
+    );
   }
 
   /** Wait for the creates in flight (the agent's stop: a create cut off mid-way would be rolled back by the next agent). */
