@@ -20,10 +20,10 @@
  * Options through the environment: DENV_BENCH_KUBECONFIG, DENV_BENCH_CACHE_ENVS (10000),
  * DENV_BENCH_WORKERS (the controller's --workers; default: its default).
  */
+import { CONTROLLER_ENV_WRITES, freePorts } from './e2e-procs.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -57,18 +57,6 @@ function log(verbose: boolean, msg: string): void {
   if (verbose) process.stderr.write(`[bench:controller] ${msg}\n`);
 }
 
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  return ports;
-}
 
 interface Cluster {
   readonly kubeconfig: string;
@@ -361,14 +349,6 @@ function leftovers(obs: Observer): string {
   return JSON.stringify(Object.fromEntries(counts));
 }
 
-const CONTROLLER_ENV_WRITES: [string, string][] = [
-  ['apply', 'disposableenvs/status'],
-  ['apply', 'disposableenvs'],
-  ['patch', 'disposableenvs'],
-  ['patch', 'disposableenvs/status'],
-  ['update', 'disposableenvs'],
-  ['delete', 'disposableenvs'],
-];
 
 async function envWrites(ctl: ControllerProc): Promise<number> {
   let n = 0;

@@ -20,6 +20,17 @@ export const REPO = path.resolve(here, '..');
 /** No process of the bench outlives it by more than this. */
 const LIFETIME_CAP_MS = 60 * 60_000;
 
+/** The controller's writes to DisposableEnvs, by the labels of its disposable_env_api_requests_total. */
+export const CONTROLLER_ENV_WRITES: readonly [string, string][] = [
+  ['apply', 'disposableenvs/status'],
+  ['apply', 'disposableenvs'],
+  ['patch', 'disposableenvs'],
+  ['patch', 'disposableenvs/status'],
+  ['update', 'disposableenvs'],
+  ['update', 'disposableenvs/status'],
+  ['delete', 'disposableenvs'],
+];
+
 /** `n` free loopback ports (bound, read, released). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(

@@ -51,7 +51,7 @@ import { Informer } from '../src/controller/informer.js';
 import { KubeClient, isConflict } from '../src/controller/kube-client.js';
 import type { EnvObject } from '../src/controller/model.js';
 import { parseMountinfo } from '../src/core/procfs.js';
-import { cpuSeconds, hostBusyMs, kubectlPath, startControlPlane, startDenv, type ControlPlane, type DenvProcess } from './e2e-procs.js';
+import { CONTROLLER_ENV_WRITES, cpuSeconds, hostBusyMs, kubectlPath, startControlPlane, startDenv, type ControlPlane, type DenvProcess } from './e2e-procs.js';
 import { percentile, row, type BenchRow, type BenchTable } from './table.js';
 
 const SAMPLES = Number(process.env.BENCH_E2E_SAMPLES ?? 15);
@@ -64,16 +64,6 @@ const EXTRA_CONTROLLER_ARGS = (process.env.BENCH_E2E_CONTROLLER_ARGS ?? '').spli
 const RUN_LABEL = 'disposable.dev/bench-run';
 /** Every env of the bench, measured or floor: a short sleep with memory and pids limits, lifecycle defaults. */
 const SPEC = { workload: { command: ['/bin/sleep', '2'] }, resources: { memory: { max: '64Mi' }, pids: { max: 64 } } };
-/** The controller's writes to DisposableEnvs, by the labels of its disposable_env_api_requests_total. */
-const CONTROLLER_ENV_WRITES: [string, string][] = [
-  ['apply', 'disposableenvs/status'],
-  ['apply', 'disposableenvs'],
-  ['patch', 'disposableenvs'],
-  ['patch', 'disposableenvs/status'],
-  ['update', 'disposableenvs'],
-  ['update', 'disposableenvs/status'],
-  ['delete', 'disposableenvs'],
-];
 
 const quiet = winston.createLogger({ silent: true, transports: [new winston.transports.Console()] });
 /** A high-resolution wall clock in ms (comparable with the agent journal's RFC 3339 times, to their 1 ms). */
