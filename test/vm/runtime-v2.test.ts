@@ -64,14 +64,17 @@ cd "$REPO"
 S=/tmp/denv-v2
 mkdir -m 711 "$S"
 O="$DENV_VM_OUT"
-denv() { node --import tsx/esm src/cli/bin.ts "$@"; }
-# Node under qemu TCG occasionally segfaults while starting up (before it prints
-# anything); such a start is retried. A crash after the env began is not.
+# The built CLI (npm run build, which setup runs): under qemu TCG, tsx's start-up (its
+# WebAssembly lexer, esbuild) is slow and now and then crashes.
+if [ -f dist/src/cli/bin.js ]; then denv() { node dist/src/cli/bin.js "$@"; }; else denv() { node --import tsx/esm src/cli/bin.ts "$@"; }; fi
+# Node under qemu TCG occasionally crashes while starting up (a segfault, or a
+# WebAssembly RuntimeError) before it prints anything; such a start is retried.
+# A crash after the env began is not.
 run_env() {
   for attempt in 1 2 3; do
     denv run -f "$O/$1.yaml" --state-dir "$S" --json --sample-interval-ms 500 > "$O/$1.out" 2> "$O/$1.err"
     rc=$?
-    if [ "$rc" -eq 139 ] && ! grep -q '"event"' "$O/$1.out"; then
+    if ! grep -q '"event"' "$O/$1.out" && { [ "$rc" -eq 139 ] || grep -q 'RuntimeError\|Segmentation fault' "$O/$1.err"; }; then
       echo "vm: node crashed starting $1 (attempt $attempt), retrying" >&2
       continue
     fi
