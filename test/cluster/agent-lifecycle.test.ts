@@ -6,7 +6,7 @@
  * status objects the agents wrote are fed to kstatus (cli-utils) itself.
  */
 import { jest } from '@jest/globals';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -25,8 +25,11 @@ const cond = (e: EnvObject | undefined, type: string): NonNullable<NonNullable<E
   e?.status?.conditions?.find((c) => c.type === type);
 const finished = (e: EnvObject): boolean => e.status?.phase === 'Succeeded' || e.status?.phase === 'Failed';
 
+/** The suite's manifests, removed in afterAll. */
+const manifestDir = mkdtempSync(path.join(tmpdir(), 'denv-agent-manifests-'));
+
 function manifest(ns: string, name: string, spec: Record<string, unknown>): string {
-  const file = path.join(tmpdir(), `denv-agent-test-${ns}-${name}.yaml`);
+  const file = path.join(manifestDir, `${ns}-${name}.yaml`);
   writeFileSync(file, stringify({ apiVersion: 'disposable.dev/v1alpha1', kind: 'DisposableEnv', metadata: { name, namespace: ns }, spec }));
   return file;
 }
@@ -49,6 +52,7 @@ describe('node agent, end to end with the controller', () => {
     await ctl?.stop('SIGTERM');
     await nodes.cleanup(client);
     client?.close();
+    rmSync(manifestDir, { recursive: true, force: true });
     expect(await findLeaks()).toEqual([]);
   });
 

@@ -7,7 +7,7 @@
  * Also: per-env gauges on /metrics and status.usage while an env runs.
  */
 import { jest } from '@jest/globals';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -84,6 +84,7 @@ describe('node agent while the API server is unreachable', () => {
     await ctl?.stop('SIGTERM');
     await nodes.cleanup(client);
     await relay?.cut();
+    rmSync(kubeconfigFile, { force: true });
     client?.close();
     expect(await findLeaks()).toEqual([]);
   });
