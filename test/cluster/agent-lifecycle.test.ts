@@ -126,6 +126,17 @@ describe('node agent, end to end with the controller', () => {
     expect(events.some((x) => x.regarding === 'late' && x.reason === 'DeadlineExceeded' && x.type === 'Warning')).toBe(true);
   });
 
+  it('an env the kernel sees do nothing ends IdleTimeout on the node, with an Event', async () => {
+    await kubectl(['apply', '-f', manifest(ns(), 'idle', { workload: { command: ['/bin/sleep', '300'] }, lifecycle: { idleTimeoutSeconds: 10, gracePeriodSeconds: 1 } })]);
+    const e = await waitForEnv(client, ns(), 'idle', finished, 'finished', 60_000);
+    expect(e.status).toMatchObject({ phase: 'Failed', reason: 'IdleTimeout' });
+    const events = await settled(
+      () => listEvents(client, ns()),
+      (ev) => ev.some((x) => x.regarding === 'idle' && x.reason === 'IdleTimeout'),
+    );
+    expect(events.some((x) => x.regarding === 'idle' && x.reason === 'IdleTimeout' && x.type === 'Warning')).toBe(true);
+  });
+
   it('an OOM kill ends the env OOMKilled, in the status and as an Event', async () => {
     await kubectl([
       'apply',
