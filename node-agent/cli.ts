@@ -14,6 +14,8 @@ export const RUNTIME_FLAGS = {
   'state-dir': { type: 'string' },
   'runtime-path': { type: 'string' },
   'cgroup-root': { type: 'string' },
+  /** Only `denv run` creates envs, so only its help lists it. */
+  'seccomp-profile-dir': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -23,6 +25,7 @@ export interface RuntimeFlagValues {
   'state-dir'?: string;
   'runtime-path'?: string;
   'cgroup-root'?: string;
+  'seccomp-profile-dir'?: string;
   'kill-method'?: string;
   logSizeMax?: number;
 }
@@ -43,6 +46,7 @@ export async function openRuntime(v: RuntimeFlagValues): Promise<Runtime> {
     stateDir: v['state-dir'] ?? DEFAULT_STATE_DIR,
     ...(v['runtime-path'] !== undefined ? { runtimePath: v['runtime-path'] } : {}),
     ...(v['cgroup-root'] !== undefined ? { cgroupRoot: v['cgroup-root'] } : {}),
+    ...(v['seccomp-profile-dir'] !== undefined ? { seccompProfileDir: v['seccomp-profile-dir'] } : {}),
     ...(km !== undefined ? { killMethod: km } : {}),
     ...(v.logSizeMax !== undefined ? { logSizeMax: v.logSizeMax } : {}),
   });

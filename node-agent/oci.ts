@@ -3,8 +3,8 @@
  * namespaces by default (the netns by path, created by the runtime itself), a
  * user-namespace mapping of root to an unprivileged host range, the rootfs,
  * fresh /proc, /dev, /tmp and /run, the zombie-reaping init bind-mounted
- * read-only at /dev/init, capabilities, no_new_privs and the default seccomp
- * profile. No I/O: everything it needs is a parameter, so it is unit-tested.
+ * read-only at /dev/init, capabilities, no_new_privs and the seccomp profile
+ * (RuntimeDefault, or a Localhost profile the runtime has read). No I/O: everything it needs is a parameter, so it is unit-tested.
  */
 import type { EnvSpec } from '../src/api/env.js';
 import { DEFAULT_CAPABILITIES, type Capability, type NamespaceKind } from '../src/api/constants.js';
@@ -34,6 +34,8 @@ export interface OciInputs {
   readonly initHostPath: string;
   readonly initKind: InitKind;
   readonly appArmorAvailable?: boolean;
+  /** The parsed Localhost profile (spec.security.seccompProfile.type Localhost), read by the runtime. */
+  readonly localhostSeccomp?: SeccompProfile;
 }
 
 /** The subset of the OCI runtime spec this project writes. */
@@ -171,8 +173,19 @@ export function buildOciConfig(i: OciInputs): OciConfig {
     cfg.linux.uidMappings = map;
     cfg.linux.gidMappings = map.map((x) => ({ ...x }));
   }
-  if (spec.security.seccompProfile === 'Default') {
-    cfg.linux.seccomp = defaultSeccompProfile({ allowPtrace: caps.includes('CAP_SYS_PTRACE') });
-  }
+  cfg.linux.seccomp = seccompFor(spec.security.seccompProfile.type, caps, i.localhostSeccomp);
+  if (!cfg.linux.seccomp) delete cfg.linux.seccomp;
   return cfg;
+}
+
+function seccompFor(type: EnvSpec['security']['seccompProfile']['type'], caps: readonly string[], localhost: SeccompProfile | undefined): SeccompProfile | undefined {
+  switch (type) {
+    case 'RuntimeDefault':
+      return defaultSeccompProfile({ caps });
+    case 'Unconfined':
+      return undefined;
+    case 'Localhost':
+      if (!localhost) throw new Error('oci: seccompProfile type Localhost but no profile was read');
+      return localhost;
+  }
 }

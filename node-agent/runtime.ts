@@ -9,7 +9,7 @@
  * down what the journal lists, so creation is all-or-nothing.
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec } from '../src/api/env.js';
 import type { Phase } from '../src/api/constants.js';
@@ -29,7 +29,8 @@ import { unmountTree } from './mounts.js';
 import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
 import { registerStateDir } from './state-registry.js';
 import { createNetns, deleteNetns, netBytes } from './netns.js';
-import { buildOciConfig, type InitKind } from './oci.js';
+import { buildOciConfig, capabilitySet, type InitKind } from './oci.js';
+import { DEFAULT_SECCOMP_PROFILE_DIR, parseSeccompProfile, type SeccompProfile } from './seccomp.js';
 import { detectCgroupLayout, findExecutable, type CgroupLayout } from './probe.js';
 
 /** Settings of a runtime instance (CLI flags or agent configuration). */
@@ -51,6 +52,8 @@ export interface RuntimeOptions {
   readonly metrics?: NodeMetrics;
   /** The host-wide list of state dirs (default {@link STATE_REGISTRY_DIR}). */
   readonly stateRegistryDir?: string;
+  /** Where `seccompProfile.localhostProfile` is resolved (default {@link DEFAULT_SECCOMP_PROFILE_DIR}); nothing outside it is read. */
+  readonly seccompProfileDir?: string;
 }
 
 /** Resolved paths of every program the runtime runs. */
@@ -259,11 +262,40 @@ export class Runtime {
         if (blocked) problems.push(`${blocked} is not searchable by the env's mapped root user (mode lacks o+x); chmod o+x ${blocked} or use another ${p === hp ? 'rootfs' : '--state-dir'}`);
       }
     }
+    if (spec.security.seccompProfile.type === 'Localhost') {
+      await this.localhostSeccomp(spec).catch((err: unknown) => problems.push((err as Error).message));
+    }
     const missing = await this.driver.unenforceable(spec.resources);
     if (missing.length && !spec.resources.bestEffort) {
       for (const m of missing) problems.push(`${m.field}: cannot be enforced on this ${this.layout.mode} cgroup host: ${m.why} (set spec.resources.bestEffort: true to run without it)`);
     }
     return problems;
+  }
+
+  /**
+   * The env's Localhost seccomp profile: `localhostProfile` resolved inside the
+   * profile directory (its real path too, so a symlink cannot lead out), read
+   * and parsed. The error names the field.
+   */
+  private async localhostSeccomp(spec: EnvSpec): Promise<SeccompProfile> {
+    const field = 'spec.security.seccompProfile.localhostProfile';
+    const rel = spec.security.seccompProfile.localhostProfile ?? '';
+    const dir = await realpath(this.options.seccompProfileDir ?? DEFAULT_SECCOMP_PROFILE_DIR).catch(() => undefined);
+    if (!dir) throw new Error(`${field}: the node's seccomp profile directory ${this.options.seccompProfileDir ?? DEFAULT_SECCOMP_PROFILE_DIR} does not exist`);
+    const file = await realpath(path.resolve(dir, rel)).catch(() => undefined);
+    if (!file) throw new Error(`${field}: ${rel} does not exist in the seccomp profile directory ${dir}`);
+    if (!file.startsWith(`${dir}/`)) throw new Error(`${field}: ${rel} resolves to ${file}, outside the seccomp profile directory ${dir}`);
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`${field}: ${file} is not a JSON seccomp profile: ${(err as Error).message}`);
+    }
+    try {
+      return parseSeccompProfile(json, { caps: capabilitySet(spec.security) });
+    } catch (err) {
+      throw new Error(`${field}: ${file} is not a seccomp profile: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -387,7 +419,8 @@ export class Runtime {
       }),
     ]);
     timings.prepare = since(tPrepare); // the parallel steps above, as a whole
-    await step('bundle', () => {
+    await step('bundle', async () => {
+      const localhostSeccomp = spec.security.seccompProfile.type === 'Localhost' ? await this.localhostSeccomp(spec) : undefined;
       const cfg = buildOciConfig({
         id,
         name: record.name,
@@ -399,6 +432,7 @@ export class Runtime {
         cgroupsPath: this.driver.runcPath(record.cgroupPath),
         initHostPath: tools.init,
         initKind: tools.initKind,
+        ...(localhostSeccomp ? { localhostSeccomp } : {}),
       });
       writeFileSync(p.config, JSON.stringify(cfg), { mode: 0o600 }); // ~10 KB: synchronous, like the other small files here
     });

@@ -77,7 +77,7 @@ export class Agent {
     const logger = deps.logger ?? createLogger('agent', config.logLevel);
     const client = KubeClient.fromConnection(loadConnection({ ...(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {}), ...(config.context ? { context: config.context } : {}) }), { maxInFlight: config.apiMaxInFlight, userAgent: `disposable-env-agent/${AGENT_VERSION}` });
     const metrics = new NodeMetrics();
-    const rt = await Runtime.open({ stateDir: config.stateDir, cgroupRoot: config.cgroupRoot, metrics, ...(config.runtimePath ? { runtimePath: config.runtimePath } : {}) });
+    const rt = await Runtime.open({ stateDir: config.stateDir, cgroupRoot: config.cgroupRoot, seccompProfileDir: config.seccompProfileDir, metrics, ...(config.runtimePath ? { runtimePath: config.runtimePath } : {}) });
     const agent = new Agent(config, client, rt, metrics, logger.child({ node: config.node }));
     await agent.run();
     return agent;

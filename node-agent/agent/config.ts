@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { bool, ConfigError, duration, flagsHelp, hostPort, int, namespace, parseFlags, positiveDuration, type FlagSpec } from '../../src/core/flags.js';
 import { isQuantity, toBytes } from '../../src/core/quantity.js';
 import { DEFAULT_CGROUP_ROOT, DEFAULT_STATE_DIR } from '../names.js';
+import { DEFAULT_SECCOMP_PROFILE_DIR } from '../seccomp.js';
 
 export { ConfigError };
 
@@ -25,6 +26,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { key: 'stateDir', flag: 'state-dir', def: DEFAULT_STATE_DIR, help: 'journal, bundles and logs of the envs on this node' },
   { key: 'cgroupRoot', flag: 'cgroup-root', def: DEFAULT_CGROUP_ROOT, help: 'cgroup root of the env tree (<root>/<class>/denv-<id>)' },
   { key: 'runtimePath', flag: 'runtime-path', help: 'colon-separated dirs to find runc, conmon and tini-static/catatonit (default $PATH)' },
+  { key: 'seccompProfileDir', flag: 'seccomp-profile-dir', def: DEFAULT_SECCOMP_PROFILE_DIR, help: 'absolute dir where an env\'s seccompProfile.localhostProfile is resolved; a profile outside it is refused' },
   { key: 'nodeLeaseNamespace', flag: 'node-lease-namespace', def: 'disposable-env-system', help: 'namespace of the node Lease (must match the controller\'s)' },
   { key: 'leaseRenewInterval', flag: 'lease-renew-interval', def: '5s', help: 'how often the node Lease is renewed (the controller declares a node lost after --node-lease-timeout, 40s by default)' },
   { key: 'maxEnvs', flag: 'max-envs', def: '110', help: 'envs this node runs at once; more are refused with a status message' },
@@ -92,6 +94,7 @@ const AgentConfigSchema = z.strictObject({
   stateDir: z.string().refine((d) => path.isAbsolute(d) && !d.includes('\0'), 'expected an absolute path'),
   cgroupRoot: z.string().max(256).regex(CGROUP_ROOT, 'expected a relative cgroup path like disposable.slice'),
   runtimePath: z.string().min(1).optional(),
+  seccompProfileDir: z.string().refine((d) => path.isAbsolute(d) && !d.includes('\0'), 'expected an absolute path'),
   nodeLeaseNamespace: namespace(),
   leaseRenewInterval: positiveDuration('5s'),
   maxEnvs: int(0, 10_000),

@@ -236,11 +236,36 @@ export const CapabilitiesSchema = z
   })
   .meta({ description: 'Capability bounding set changes.' });
 
+/** A relative path with no empty, `.` or `..` segment (RE2 has no lookahead, so a segment is spelled out): a Localhost profile stays inside the node's profile directory. */
+const PROFILE_PATH = /^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(\/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*$/; // RE2-compatible (the CRD pattern): no lookahead
+
+export const SeccompProfileSchema = z
+  .strictObject({
+    type: z
+      .enum(['RuntimeDefault', 'Unconfined', 'Localhost'])
+      .describe(
+        'RuntimeDefault: the project\'s allow-list (docs/seccomp.md); unknown syscalls get ENOSYS, io_uring, the keyring, bpf, userfaultfd, new namespaces, the mount family, modules, kexec, clock setting and perf_event_open get EPERM. Unconfined: no seccomp filter. Localhost: the profile file localhostProfile in the node\'s seccomp profile directory.',
+      ),
+    localhostProfile: z
+      .string()
+      .min(1)
+      .max(1024)
+      .regex(PROFILE_PATH, "must be a relative path inside the node's seccomp profile directory, without '..' segments")
+      .describe("With type Localhost: path of the profile, relative to the node's seccomp profile directory (the agent's --seccomp-profile-dir, default /var/lib/disposable-env/seccomp). Required for Localhost, forbidden otherwise.")
+      .optional(),
+  })
+  .meta({
+    description: 'Seccomp filter of the workload, shaped like Kubernetes\' securityContext.seccompProfile.',
+    'x-kubernetes-validations': [
+      { rule: "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)", message: 'localhostProfile is required when type is Localhost and forbidden otherwise', fieldPath: '.localhostProfile' },
+    ],
+  });
+
 export const SecuritySchema = z
   .strictObject({
     capabilities: filled(CapabilitiesSchema),
     noNewPrivileges: z.boolean().default(true).describe('Set no_new_privs: setuid binaries cannot gain privileges.'),
-    seccompProfile: z.enum(['Default', 'Unconfined']).default('Default').describe("Default blocks dangerous syscalls (module loading, kexec, reboot, bpf, keyctl, mount family…) with EPERM."),
+    seccompProfile: SeccompProfileSchema.default({ type: 'RuntimeDefault' }),
     appArmorProfile: z.string().max(256).regex(APPARMOR_NAME, 'must be an AppArmor profile name').describe('AppArmor profile to apply, if the node has AppArmor.').optional(),
   })
   .meta({ description: 'Security settings applied to the workload.' });
@@ -286,6 +311,13 @@ function crossFieldRules(spec: z.infer<typeof EnvSpecObject>, ctx: z.core.$Refin
   }
   if (lc.reclaim.pidsAtMax && spec.resources.pids?.max === undefined) {
     ctx.addIssue({ code: 'custom', path: ['lifecycle', 'reclaim', 'pidsAtMax'], message: 'needs spec.resources.pids.max to be set' });
+  }
+  const sp = spec.security.seccompProfile;
+  if (sp.type === 'Localhost' && sp.localhostProfile === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['security', 'seccompProfile', 'localhostProfile'], message: 'is required when spec.security.seccompProfile.type is Localhost' });
+  }
+  if (sp.type !== 'Localhost' && sp.localhostProfile !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['security', 'seccompProfile', 'localhostProfile'], message: `must not be set when spec.security.seccompProfile.type is ${sp.type}` });
   }
   const iso = spec.isolation;
   if (new Set(iso.namespaces).size !== iso.namespaces.length) {

@@ -304,6 +304,10 @@ const celCases: Record<string, CelCase> = {
     violate: { spec: { lifecycle: { timeoutSeconds: 60, idleTimeoutSeconds: 61 } }, field: 'spec.lifecycle.idleTimeoutSeconds' },
     pass: { spec: { lifecycle: { timeoutSeconds: 60, idleTimeoutSeconds: 60 } } },
   },
+  'localhostProfile is required when type is Localhost and forbidden otherwise': {
+    violate: { spec: { security: { seccompProfile: { type: 'Localhost' } } }, field: 'spec.security.seccompProfile.localhostProfile' },
+    pass: { spec: { security: { seccompProfile: { type: 'Localhost', localhostProfile: 'ci/strict.json' } } } },
+  },
   'metadata.name must be a DNS label (at most 63 characters, no dots): it is the default hostname of the env': {
     violate: { name: 'has.a.dot', spec: {} },
     pass: { name: 'a'.repeat(63), spec: {} },

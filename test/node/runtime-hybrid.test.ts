@@ -7,7 +7,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument -- assertions walk the CLI's JSON output */
 import { jest } from '@jest/globals';
 import { execa } from 'execa';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../node-agent/journal.js';
@@ -20,7 +20,7 @@ import { supervise } from '../../node-agent/supervisor.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseSpec } from '../../src/api/validate.js';
 import { parseMountinfo } from '../../src/core/procfs.js';
-import { checkLeaksAfterAll, denv, events, kv, manifest, result, stateDir, testId, waitFor, zombies } from './helpers.js';
+import { checkLeaksAfterAll, denv, envDirs, events, hostSnapshot, kv, manifest, result, stateDir, testId, waitFor, zombies } from './helpers.js';
 
 jest.setTimeout(120_000);
 
@@ -39,6 +39,33 @@ function note(r: Record<string, any>): void {
 }
 
 const FAST = ['--sample-interval-ms', '200'];
+
+/** Raw syscalls through python3's ctypes (x86-64 numbers); prints name=return,errno per call. */
+const SYSCALL_PROBE = [
+  'import ctypes',
+  'libc = ctypes.CDLL(None, use_errno=True)',
+  'libc.syscall.restype = ctypes.c_long',
+  'def call(name, nr, *args):',
+  '    ctypes.set_errno(0)',
+  '    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])',
+  '    print(f"{name}={r},{ctypes.get_errno() if r == -1 else 0}", flush=True)',
+  'call("io_uring_setup", 425, 1, 0)',
+  'call("unshare_newuser", 272, 0x10000000)',
+  'call("keyctl", 250, 0, -2, 0, 0, 0)',
+  'call("bpf", 321, 0, 0, 0)',
+  'call("mount", 165, 0, 0, 0, 0, 0)',
+  'call("unknown_1000", 1000)',
+  'call("fanotify_init", 300, 0, 0)',
+].join('\n');
+
+/** The host's sh, coreutils, python3 and C compiler from /usr, then the probe. */
+const TOOLS_AND_PROBE = [
+  'echo sh=ok',
+  'ls / >/dev/null && cat /proc/self/status >/dev/null && echo coreutils=ok',
+  "/usr/bin/python3 -c 'import json, hashlib; print(\"python3=ok\")'",
+  "printf 'int main(void) { return 0; }\\n' > /tmp/t.c && cc -o /tmp/t /tmp/t.c && /tmp/t && echo cc=ok",
+  `/usr/bin/python3 -c '${SYSCALL_PROBE}'`,
+].join('\n');
 
 describe('denv run on the hybrid host', () => {
   it('runs the workload, shows each phase, passes the exit code through, and keeps logs and ps', async () => {
@@ -244,18 +271,69 @@ describe('denv run on the hybrid host', () => {
     expect(result(r.stdout).logTail).toContain('line 2999 of a chatty workload');
   });
 
-  it('the EPERMs come from the seccomp profile: with Unconfined the same calls get past it', async () => {
+  it('seccomp RuntimeDefault refuses io_uring, user namespaces, the keyring, bpf, mount and unknown syscalls, and still runs sh, coreutils, python3 and cc', async () => {
     const sd = stateDir(dirs);
-    const probe = 'perl -e \'$r = syscall(250, 0, -2, 0, 0, 0); printf "keyctl=%d,%d\\n", $r, $! + 0\'; unshare -U true; echo "unshare_rc=$?"';
-    const run = async (seccompProfile: string): Promise<Record<string, string>> => {
-      const m = manifest(work, `seccomp-${seccompProfile.toLowerCase()}`, { workload: { command: ['/bin/sh', '-c', probe] }, security: { seccompProfile } });
-      return kv(result((await denv(['run', '-f', m, '--state-dir', sd, '--json', ...FAST])).stdout).logTail);
+    const run = async (name: string, seccompProfile: Record<string, string>): Promise<Record<string, string>> => {
+      const m = manifest(work, name, { workload: { command: ['/bin/sh', '-c', TOOLS_AND_PROBE] }, security: { seccompProfile } });
+      const r = await denv(['run', '-f', m, '--state-dir', sd, '--json', ...FAST]);
+      expect(result(r.stdout)).toMatchObject({ reason: 'Completed', exitCode: 0 });
+      return kv(result(r.stdout).logTail);
     };
-    const confined = await run('Default');
-    const open = await run('Unconfined');
-    expect(confined).toMatchObject({ keyctl: '-1,1', unshare_rc: '1' });
-    expect(open.keyctl).not.toBe('-1,1'); // ENOKEY (126) or a keyring id: the kernel answered
-    expect(open.unshare_rc).toBe('0');
+    const confined = await run('seccomp-default', { type: 'RuntimeDefault' });
+    // refused by name: EPERM (1), a clear "not permitted"
+    expect(confined).toMatchObject({ io_uring_setup: '-1,1', unshare_newuser: '-1,1', keyctl: '-1,1', bpf: '-1,1', mount: '-1,1' });
+    // not in the profile at all: ENOSYS (38), so a newer libc falls back; a real call the list omits reads the same
+    expect(confined).toMatchObject({ unknown_1000: '-1,38', fanotify_init: '-1,38' });
+    expect(confined).toMatchObject({ sh: 'ok', coreutils: 'ok', python3: 'ok', cc: 'ok' });
+    // Unconfined: the kernel answers, exactly as it does for the same probe on the host
+    const open = await run('seccomp-unconfined', { type: 'Unconfined' });
+    const host = kv((await execa('/usr/bin/python3', ['-c', SYSCALL_PROBE], { timeout: 30_000 })).stdout);
+    expect(open.io_uring_setup).toBe(host.io_uring_setup);
+    expect(open.unknown_1000).toBe(host.unknown_1000);
+    expect(open.io_uring_setup).not.toBe('-1,1');
+    expect(open.keyctl).not.toBe('-1,1'); // ENOKEY (126) or a keyring id
+    expect(open.unshare_newuser).toBe('0,0'); // the env's root may make a nested user namespace
+  });
+
+  it('a workload that needs a refused syscall fails with EPERM; a Localhost profile from the node\'s directory makes it work; one outside is refused before anything is created', async () => {
+    const sd = stateDir(dirs);
+    const profiles = path.join(work, `seccomp-${testId()}`);
+    mkdirSync(path.join(profiles, 'ci'), { recursive: true });
+    writeFileSync(path.join(profiles, 'ci', 'allow-all.json'), JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW' }));
+    writeFileSync(path.join(work, 'outside.json'), JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW' }));
+    symlinkSync(path.join(work, 'outside.json'), path.join(profiles, 'escape.json'));
+    writeFileSync(path.join(profiles, 'broken.json'), '{"defaultAction": "ALLOW"}');
+    // the workload: make a user namespace, as a rootless build tool would, and say how it went
+    const workload = { command: ['/bin/sh', '-c', 'unshare -U true && echo nested=ok'] };
+    const run = async (name: string, seccompProfile: Record<string, string>): Promise<{ exitCode: number; stdout: string; stderr: string }> => {
+      const m = manifest(work, name, { workload, security: { seccompProfile } });
+      return denv(['run', '-f', m, '--state-dir', sd, '--seccomp-profile-dir', profiles, '--json', ...FAST]);
+    };
+    const blocked = await run('needs-userns', { type: 'RuntimeDefault' });
+    expect(result(blocked.stdout)).toMatchObject({ reason: 'Error', exitCode: 1 });
+    expect(result(blocked.stdout).logTail).toMatch(/unshare failed: Operation not permitted/);
+    const local = await run('needs-userns-local', { type: 'Localhost', localhostProfile: 'ci/allow-all.json' });
+    expect(result(local.stdout)).toMatchObject({ reason: 'Completed', exitCode: 0 });
+    expect(result(local.stdout).logTail).toContain('nested=ok');
+    const unconfined = await run('needs-userns-open', { type: 'Unconfined' });
+    expect(result(unconfined.stdout)).toMatchObject({ reason: 'Completed', exitCode: 0 });
+    // refused before anything is created: the schema (..), the directory check (a symlink out, a missing file), the parser
+    const before = await hostSnapshot();
+    const envsBefore = envDirs(sd);
+    const refused = [
+      ['../outside.json', /spec\.security\.seccompProfile\.localhostProfile: must be a relative path .* without '\.\.' segments/],
+      ['escape.json', /spec\.security\.seccompProfile\.localhostProfile: escape\.json resolves to .*outside\.json, outside the seccomp profile directory/],
+      ['ci/missing.json', /spec\.security\.seccompProfile\.localhostProfile: ci\/missing\.json does not exist in the seccomp profile directory/],
+      ['broken.json', /spec\.security\.seccompProfile\.localhostProfile: .*broken\.json is not a seccomp profile: defaultAction must be one of/],
+    ] as const;
+    for (const [localhostProfile, message] of refused) {
+      const r = await run('refused-profile', { type: 'Localhost', localhostProfile });
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).not.toContain('"phase":"Creating"');
+    }
+    expect(envDirs(sd)).toEqual(envsBefore);
+    expect(await hostSnapshot()).toEqual(before);
   });
 
   it('the init reaps orphans: 200 double-forked children that exit leave no zombie', async () => {

@@ -4,7 +4,7 @@
 import { parseSpec } from '../../src/api/validate.js';
 import { assertCgroupRoot, assertEnvId, cgroupRelPath, envIdFromHostName, envPaths, generateEnvId, hostName } from '../../node-agent/names.js';
 import { buildOciConfig, capabilitySet, INIT_PATH_IN_ENV, type OciInputs } from '../../node-agent/oci.js';
-import { BLOCKED_SYSCALLS, defaultSeccompProfile, EPERM } from '../../node-agent/seccomp.js';
+import { defaultSeccompProfile, ENOSYS, EPERM, REFUSED_SYSCALLS } from '../../node-agent/seccomp.js';
 import { parseBlkioBytes, parseIoStat, readbackMatches, statsFromV1, statsFromV2 } from '../../node-agent/cgroup/parse.js';
 import { conmonArgs, logTail, parseCriLog } from '../../node-agent/conmon.js';
 import { levels } from '../../node-agent/cgroup/tree.js';
@@ -113,10 +113,14 @@ describe('OCI config', () => {
   it('refuses a net namespace without a netns path', () => {
     expect(() => buildOciConfig({ ...inputs(), netnsPath: undefined })).toThrow(/netns path/);
   });
-  it('noNewPrivileges and the default seccomp profile; Unconfined has none', () => {
+  it('noNewPrivileges and the RuntimeDefault seccomp profile; Unconfined has none; Localhost is the profile read', () => {
     expect(buildOciConfig(inputs()).process.noNewPrivileges).toBe(true);
-    expect(buildOciConfig(inputs()).linux.seccomp?.defaultAction).toBe('SCMP_ACT_ALLOW');
-    expect(buildOciConfig(inputs(spec({ security: { seccompProfile: 'Unconfined' } }))).linux.seccomp).toBeUndefined();
+    expect(buildOciConfig(inputs()).linux.seccomp).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: ENOSYS });
+    expect(buildOciConfig(inputs(spec({ security: { seccompProfile: { type: 'Unconfined' } } }))).linux.seccomp).toBeUndefined();
+    const local = spec({ security: { seccompProfile: { type: 'Localhost', localhostProfile: 'p.json' } } });
+    expect(() => buildOciConfig(inputs(local))).toThrow(/no profile was read/);
+    const profile = { defaultAction: 'SCMP_ACT_ALLOW' as const, architectures: [], syscalls: [] };
+    expect(buildOciConfig({ ...inputs(local), localhostSeccomp: profile }).linux.seccomp).toBe(profile);
   });
 });
 
@@ -135,30 +139,33 @@ describe('capabilities', () => {
     expect(c1).not.toContain('CAP_MKNOD');
     expect(capabilitySet(spec({ security: { capabilities: { add: ['KILL'], drop: ['ALL'] } } }).security)).toEqual(['CAP_KILL']);
   });
-  it('ptrace is blocked by seccomp unless SYS_PTRACE is added', () => {
-    const names = (c: ReturnType<typeof buildOciConfig>): string[] => c.linux.seccomp?.syscalls.flatMap((r) => r.names) ?? [];
-    expect(names(buildOciConfig(inputs()))).toContain('ptrace');
-    expect(names(buildOciConfig(inputs(spec({ security: { capabilities: { add: ['SYS_PTRACE'] } } }))))).not.toContain('ptrace');
+  it('ptrace is refused by seccomp unless SYS_PTRACE is added; chroot only with SYS_CHROOT', () => {
+    const rule = (c: ReturnType<typeof buildOciConfig>, name: string): string | undefined => c.linux.seccomp?.syscalls.find((r) => !r.args && r.names.includes(name))?.action;
+    expect(rule(buildOciConfig(inputs()), 'ptrace')).toBe('SCMP_ACT_ERRNO');
+    expect(rule(buildOciConfig(inputs(spec({ security: { capabilities: { add: ['SYS_PTRACE'] } } }))), 'ptrace')).toBe('SCMP_ACT_ALLOW');
+    expect(rule(buildOciConfig(inputs()), 'chroot')).toBe('SCMP_ACT_ALLOW');
+    expect(rule(buildOciConfig(inputs(spec({ security: { capabilities: { drop: ['SYS_CHROOT'] } } }))), 'chroot')).toBe('SCMP_ACT_ERRNO');
   });
 });
 
 describe('seccomp profile', () => {
-  it('blocks the dangerous syscalls with EPERM and allows everything else', () => {
+  it('refuses the dangerous syscalls by name with EPERM; unknown ones get ENOSYS', () => {
     const p = defaultSeccompProfile();
-    expect(p.defaultAction).toBe('SCMP_ACT_ALLOW');
-    const deny = p.syscalls[0]!;
-    expect(deny).toMatchObject({ action: 'SCMP_ACT_ERRNO', errnoRet: EPERM });
-    for (const s of ['init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load', 'reboot', 'bpf', 'keyctl', 'add_key', 'request_key', 'mount', 'umount2', 'pivot_root', 'swapon', 'swapoff', 'open_by_handle_at', 'perf_event_open', 'unshare', 'setns']) {
+    expect(p).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: ENOSYS });
+    const deny = p.syscalls.find((r) => r.action === 'SCMP_ACT_ERRNO' && !r.args && r.errnoRet === EPERM)!;
+    for (const s of ['init_module', 'kexec_load', 'reboot', 'bpf', 'keyctl', 'mount', 'pivot_root', 'swapon', 'open_by_handle_at', 'perf_event_open', 'unshare', 'setns', 'io_uring_setup']) {
       expect(deny.names).toContain(s);
     }
-    expect(new Set(BLOCKED_SYSCALLS).size).toBe(BLOCKED_SYSCALLS.length);
+    expect(new Set(REFUSED_SYSCALLS).size).toBe(REFUSED_SYSCALLS.length);
   });
-  it('clone with any namespace flag is EPERM (one masked rule per flag), clone3 ENOSYS', () => {
+  it('clone without namespace flags is allowed, with any flag EPERM (one masked rule per flag), clone3 ENOSYS', () => {
     const p = defaultSeccompProfile();
     const clone = p.syscalls.filter((r) => r.names.includes('clone'));
-    expect(clone).toHaveLength(7);
-    for (const r of clone) expect(r.args?.[0]?.value).toBe(r.args?.[0]?.valueTwo);
-    expect(clone.reduce((m, r) => m | (r.args?.[0]?.value ?? 0), 0)).toBe(0x7e020000);
+    expect(clone).toHaveLength(8);
+    expect(clone[0]).toEqual({ names: ['clone'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 0x7e020000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] });
+    const perBit = clone.slice(1);
+    for (const r of perBit) expect(r.args?.[0]?.value).toBe(r.args?.[0]?.valueTwo);
+    expect(perBit.reduce((m, r) => m | (r.args?.[0]?.value ?? 0), 0)).toBe(0x7e020000);
     expect(p.syscalls.find((r) => r.names.includes('clone3'))?.errnoRet).toBe(38);
   });
   it('names the native and compat architectures', () => {

@@ -23,7 +23,7 @@ describe('defaults from seed 000', () => {
     expect(s.lifecycle.ttlSecondsAfterFinished).toBe(300);
     expect(s.isolation.namespaces).toEqual([...NAMESPACE_KINDS]);
     expect(s.isolation.userNamespace).toEqual({ enabled: true, size: 65536 });
-    expect(s.security).toEqual({ capabilities: { add: [], drop: [] }, noNewPrivileges: true, seccompProfile: 'Default' });
+    expect(s.security).toEqual({ capabilities: { add: [], drop: [] }, noNewPrivileges: true, seccompProfile: { type: 'RuntimeDefault' } });
     expect(s.class).toBe('default');
     expect(s.resources.bestEffort).toBe(false);
     expect(s.lifecycle.reclaim.onOOMKill).toBe(true);
@@ -40,7 +40,7 @@ describe('defaults from seed 000', () => {
       isolation: { namespaces: ['pid', 'net', 'mount'], userNamespace: { enabled: false, size: 65536 } },
       resources: { memory: { max: '1Gi', high: '800Mi', swapMax: 0 }, cpu: { max: '500m', weight: 100 }, pids: { max: 512 }, io: { weight: 100, max: [{ device: '8:0', rbps: '50Mi' }] }, bestEffort: false },
       lifecycle: { timeoutSeconds: 600, gracePeriodSeconds: 10, ttlSecondsAfterFinished: 60, idleTimeoutSeconds: 120, reclaim: { onOOMKill: true, memoryPressure: { thresholdPercent: 90, forSeconds: 30 }, pidsAtMax: { forSeconds: 10 } } },
-      security: { capabilities: { add: ['NET_ADMIN'], drop: ['MKNOD'] }, noNewPrivileges: true, seccompProfile: 'Default' },
+      security: { capabilities: { add: ['NET_ADMIN'], drop: ['MKNOD'] }, noNewPrivileges: true, seccompProfile: { type: 'Localhost', localhostProfile: 'ci/strict.json' } },
       stop: false,
     };
     expect(parseSpec(full)).toEqual(full);
@@ -93,7 +93,13 @@ const BAD: [string, Record<string, unknown>, string, string][] = [
   ['pidsAtMax without pids.max', { lifecycle: { reclaim: { pidsAtMax: { forSeconds: 10 } } } }, 'spec.lifecycle.reclaim.pidsAtMax', 'pids.max'],
   ['threshold over 100%', { resources: { memory: { max: '1Gi' } }, lifecycle: { reclaim: { memoryPressure: { thresholdPercent: 150 } } } }, 'spec.lifecycle.reclaim.memoryPressure.thresholdPercent', '<=100'],
   ['unknown capability', { security: { capabilities: { add: ['SYS_GODMODE'] } } }, 'spec.security.capabilities.add[0]', 'CHOWN'],
-  ['unknown seccomp profile', { security: { seccompProfile: 'Loose' } }, 'spec.security.seccompProfile', 'Default'],
+  ['unknown seccomp profile type', { security: { seccompProfile: { type: 'Loose' } } }, 'spec.security.seccompProfile.type', 'RuntimeDefault'],
+  ['seccomp profile as a bare string (the old shape)', { security: { seccompProfile: 'Default' } }, 'spec.security.seccompProfile', 'object'],
+  ['Localhost without localhostProfile', { security: { seccompProfile: { type: 'Localhost' } } }, 'spec.security.seccompProfile.localhostProfile', 'required when spec.security.seccompProfile.type is Localhost'],
+  ['localhostProfile with RuntimeDefault', { security: { seccompProfile: { type: 'RuntimeDefault', localhostProfile: 'a.json' } } }, 'spec.security.seccompProfile.localhostProfile', 'must not be set'],
+  ['localhostProfile climbing out', { security: { seccompProfile: { type: 'Localhost', localhostProfile: '../x.json' } } }, 'spec.security.seccompProfile.localhostProfile', "without '..' segments"],
+  ['localhostProfile with .. inside', { security: { seccompProfile: { type: 'Localhost', localhostProfile: 'ci/../../x.json' } } }, 'spec.security.seccompProfile.localhostProfile', 'relative path'],
+  ['absolute localhostProfile', { security: { seccompProfile: { type: 'Localhost', localhostProfile: '/etc/x.json' } } }, 'spec.security.seccompProfile.localhostProfile', 'relative path'],
   ['unknown field (typo)', { resources: { memroy: { max: '1Gi' } } }, 'spec.resources.memroy', 'unknown field'],
   ['node selector bad key', { nodeSelector: { 'bad key!': 'x' } }, 'spec.nodeSelector', 'label key'],
   ['nodeName with slash', { nodeName: 'node/1' }, 'spec.nodeName', 'DNS subdomain'],

@@ -16,6 +16,7 @@ import { CreateError, PreflightError, type Runtime } from '../../../node-agent/r
 import { isSameProcess, recordIdentity } from '../../../node-agent/exec.js';
 import { sameProcessId } from '../../core/procfs.js';
 import { supervise } from '../../../node-agent/supervisor.js';
+import { DEFAULT_SECCOMP_PROFILE_DIR } from '../../../node-agent/seccomp.js';
 import type { Verdict } from '../../../node-agent/lifecycle.js';
 import type { Command } from '../main.js';
 import { UsageError } from '../main.js';
@@ -29,6 +30,8 @@ Runs the DisposableEnv in FILE on this host and exits with its exit code.
   --id ID                  env id (default: generated)
   --sample-interval-ms N   how often the kernel is sampled (default 1000)
   --log-size-max BYTES     cap on the workload log file kept by conmon (default 10485760)
+  --seccomp-profile-dir DIR  where spec.security.seccompProfile.localhostProfile is resolved; a profile
+                           outside it is refused (default ${DEFAULT_SECCOMP_PROFILE_DIR})
 ${RUNTIME_FLAGS_HELP}`;
 
 const OPTIONS = {
