@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { Journal, isFinished, outstanding } from '../../node-agent/journal.js';
 import { isSameProcess } from '../../node-agent/exec.js';
-import { RUNC_ROOT } from '../../node-agent/names.js';
+import { RUNC_ROOT, STATE_REGISTRY_DIR } from '../../node-agent/names.js';
+import { registeredStateDirs } from '../../node-agent/state-registry.js';
 import { Runtime } from '../../node-agent/runtime.js';
 import { parseMountinfo } from '../../src/core/procfs.js';
 
@@ -117,6 +118,8 @@ export async function cleanup(dirs: string[]): Promise<void> {
     }
     rmSync(d, { recursive: true, force: true });
   }
+  // the host-wide registry names every state dir a runtime used: drop the entries of the dirs just removed
+  await registeredStateDirs(STATE_REGISTRY_DIR, { prune: true });
 }
 
 function walkCgroups(dir: string, depth: number, out: string[]): void {
