@@ -20,7 +20,7 @@
  * Options through the environment: DENV_BENCH_KUBECONFIG, DENV_BENCH_CACHE_ENVS (10000),
  * DENV_BENCH_WORKERS (the controller's --workers; default: its default).
  */
-import { CONTROLLER_ENV_WRITES, freePorts } from './e2e-procs.js';
+import { CONTROLLER_ENV_WRITES, cpuSeconds, freePorts } from './e2e-procs.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -96,18 +96,6 @@ async function cluster(opts: BenchControllerOptions, verbose: boolean, profiling
   };
 }
 
-/** CPU seconds (user + system) a process has used so far; NaN when it cannot be read. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the command), in clock ticks (100/s on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 function pidFile(file: string): number | undefined {
   try {
