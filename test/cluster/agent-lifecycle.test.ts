@@ -157,6 +157,18 @@ describe('node agent, end to end with the controller', () => {
     expect(events.some((x) => x.regarding === 'hog' && x.reason === 'OOMKilled' && x.type === 'Warning')).toBe(true);
   });
 
+  it('spec.stop on a running env stops it on the node (reason Stopped) and the object stays', async () => {
+    await kubectl(['apply', '-f', manifest(ns(), 'halt', { workload: { command: ['/bin/sleep', '300'] }, lifecycle: { gracePeriodSeconds: 1 } })]);
+    await waitForEnv(client, ns(), 'halt', (e) => e.status?.phase === 'Running', 'Running', 60_000);
+    const p = await kubectl(['patch', '-n', ns(), 'denv/halt', '--type=merge', '-p', '{"spec":{"stop":true}}']);
+    expect(p.exitCode).toBe(0);
+    const e = await waitForEnv(client, ns(), 'halt', finished, 'finished', 60_000);
+    expect(e.status).toMatchObject({ reason: 'Stopped' });
+    expect(e.status?.message).toContain('spec.stop');
+    expect(cond(e, 'Reclaimed')?.status).toBe('True');
+    expect(e.metadata.deletionTimestamp).toBeUndefined();
+  });
+
   it('deleting a running env tears it down on the node, releases the finalizer, and the object is gone', async () => {
     await kubectl(['apply', '-f', manifest(ns(), 'doomed', { workload: { command: ['/bin/sleep', '300'] } })]);
     const running = await waitForEnv(client, ns(), 'doomed', (e) => e.status?.phase === 'Running', 'Running', 60_000);
