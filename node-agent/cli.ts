@@ -16,6 +16,9 @@ export const RUNTIME_FLAGS = {
   'cgroup-root': { type: 'string' },
   /** Only `denv run` creates envs, so only its help lists it. */
   'seccomp-profile-dir': { type: 'string' },
+  /** Only `denv run` creates envs, so only its help lists them: node defaults and caps of limits (node-agent/limits.ts). */
+  'default-limits': { type: 'string' },
+  'max-limits': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];

@@ -24,6 +24,7 @@ import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js'
 import { isFinished, Journal, markCreated, markRemoved, outstanding, recordProcess, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
+import { LIMIT_KEYS, limitResources, type LimitKey, type Limits } from './limits.js';
 import type { NodeMetrics } from './metrics.js';
 import { unmountTree } from './mounts.js';
 import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
@@ -211,6 +212,23 @@ export class Runtime {
     if (problems.length) throw new PreflightError(problems);
     this.toolsCache = { runc, conmon, init: tini ?? catatonit ?? '', initKind: tini ? 'tini' : 'catatonit', ip, unshare, mount, umount };
     return this.toolsCache;
+  }
+
+  /**
+   * Which of `limits` this host cannot enforce, and why: each is asked of the cgroup
+   * driver alone (swap and memory.high with a memory.max, as v1 needs), so a node
+   * default it cannot enforce is skipped instead of failing every env's preflight.
+   */
+  async unenforceableLimits(limits: Limits): Promise<Map<LimitKey, string>> {
+    const out = new Map<LimitKey, string>();
+    for (const key of LIMIT_KEYS) {
+      const v = limits[key];
+      if (v === undefined) continue;
+      const one: Limits = key === 'swap' || key === 'memory.high' ? { memory: limits.memory ?? v, [key]: v } : { [key]: v };
+      const missing = await this.driver.unenforceable(limitResources(one));
+      if (missing.length) out.set(key, missing.map((m) => m.why).join('; '));
+    }
+    return out;
   }
 
   /** Everything that can be checked before touching the host. Throws PreflightError listing all problems. */

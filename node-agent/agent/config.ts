@@ -9,6 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { bool, ConfigError, duration, flagsHelp, hostPort, int, namespace, parseFlags, positiveDuration, type FlagSpec } from '../../src/core/flags.js';
 import { isQuantity, toBytes } from '../../src/core/quantity.js';
+import { defaultsAboveCaps, DEFAULT_LIMITS_FLAG, parseLimits, type Limits } from '../limits.js';
 import { DEFAULT_CGROUP_ROOT, DEFAULT_STATE_DIR } from '../names.js';
 import { DEFAULT_SECCOMP_PROFILE_DIR } from '../seccomp.js';
 
@@ -31,6 +32,8 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { key: 'leaseRenewInterval', flag: 'lease-renew-interval', def: '5s', help: 'how often the node Lease is renewed (the controller declares a node lost after --node-lease-timeout, 40s by default)' },
   { key: 'maxEnvs', flag: 'max-envs', def: '110', help: 'envs this node runs at once; more are refused with a status message' },
   { key: 'reservedMemory', flag: 'reserved-memory', def: '512Mi', help: 'memory kept for the node itself; the rest is offered to envs (the sum of their memory.max)' },
+  { key: 'defaultLimits', flag: 'default-limits', def: DEFAULT_LIMITS_FLAG, help: 'limits an env gets for each resource it leaves unset (memory, memory.high, swap, cpu, pids, io.weight); one this host cannot enforce is skipped; empty: none' },
+  { key: 'maxLimits', flag: 'max-limits', def: '', help: 'caps, same syntax: an env asking more (e.g. memory=4Gi) is refused with PolicyDenied naming the field; empty: no caps' },
   { key: 'allowedHostPaths', flag: 'allowed-host-paths', def: '', help: 'comma-separated absolute dirs an env may use as rootfs.hostPath (itself or below); empty: none' },
   { key: 'gcInterval', flag: 'gc-interval', def: '30s', help: 'time between GC passes (one also runs at start)' },
   { key: 'gcMinAge', flag: 'gc-min-age', def: '60s', help: 'an orphan younger than this is left for the next pass (it may be half-made by a create in flight)' },
@@ -86,6 +89,17 @@ const bytes = (example: string): z.ZodType<number, string> =>
     return Number(toBytes(s));
   });
 
+/** `memory=1Gi,pids=100,...` (see node-agent/limits.ts). */
+export const limits = (): z.ZodType<Limits, string> =>
+  z.string().transform((s, ctx) => {
+    try {
+      return parseLimits(s);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
 const AgentConfigSchema = z.strictObject({
   node: z.string({ error: 'required: the name of this node (or set NODE_NAME)' }).max(253).regex(DNS_SUBDOMAIN, 'expected a node name (a DNS subdomain)'),
   nodeLabels: labels(),
@@ -99,6 +113,8 @@ const AgentConfigSchema = z.strictObject({
   leaseRenewInterval: positiveDuration('5s'),
   maxEnvs: int(0, 10_000),
   reservedMemory: bytes('512Mi'),
+  defaultLimits: limits(),
+  maxLimits: limits(),
   allowedHostPaths: absoluteDirs(),
   gcInterval: positiveDuration('30s'),
   gcMinAge: duration('60s'),
@@ -109,6 +125,8 @@ const AgentConfigSchema = z.strictObject({
   identity: z.string().min(1).max(256).optional(),
   apiMaxInFlight: int(1, 1024),
   events: bool(),
+}).superRefine((c, ctx) => {
+  for (const message of defaultsAboveCaps(c.defaultLimits, c.maxLimits)) ctx.addIssue({ code: 'custom', path: ['maxLimits'], message: `${message} (--default-limits)` });
 });
 
 /** The validated agent configuration; durations are milliseconds, memory in bytes. */

@@ -24,6 +24,7 @@ import type { AgentConfig } from './config.js';
 import { applyEnvStatus, releaseFinalizer } from './env-api.js';
 import { agentStatus, agentStatusDiffers, type AgentStatus, type EnvFacts } from './env-status.js';
 import { memoryOf, policyProblems, type Allocation } from './policy.js';
+import { applyDefaultLimits, limitProblems, skippedText } from '../limits.js';
 import { envIdForUid, keyOfTracked, track, type Tracked } from './tracked.js';
 
 /** A Creating phase shorter than this is never written: Running follows at once (one write, not two). */
@@ -244,8 +245,11 @@ export class EnvDriver {
       refuse('InvalidSpec', `invalid spec: ${parsed.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; ')}`);
       return;
     }
-    const spec: EnvSpec = parsed.data;
-    const problems = policyProblems(spec, { allowedHostPaths: this.config.allowedHostPaths, maxEnvs: this.config.maxEnvs, memoryBytes: this.ctx.offeredMemory() }, this.allocation());
+    // the node's default limits fill what the env leaves unset, then its caps bound what it asks
+    const defaulted = applyDefaultLimits(parsed.data, this.config.defaultLimits, await this.rt.unenforceableLimits(this.config.defaultLimits));
+    const spec: EnvSpec = defaulted.spec;
+    if (defaulted.skipped.length) this.logger.info('default limits skipped', { env: keyOfTracked(t), skipped: skippedText(defaulted.skipped) });
+    const problems = [...limitProblems(spec, this.config.maxLimits), ...policyProblems(spec, { allowedHostPaths: this.config.allowedHostPaths, maxEnvs: this.config.maxEnvs, memoryBytes: this.ctx.offeredMemory() }, this.allocation())];
     if (problems.length) {
       refuse('PolicyDenied', `not allowed on node ${this.config.node} (nothing was created): ${problems.join('; ')}`);
       return;

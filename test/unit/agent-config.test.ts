@@ -68,3 +68,19 @@ describe('denv agent configuration', () => {
     expect(h).toContain('[DENV_NODE, NODE_NAME]');
   });
 });
+
+describe('denv agent limits flags', () => {
+  it('defaults to the template limits and no caps', () => {
+    const c = parse(['--node=n1']);
+    expect(c.defaultLimits).toEqual({ memory: '1Gi', 'memory.high': '800Mi', swap: '500Mi', cpu: '500m', pids: '100', 'io.weight': '100' });
+    expect(c.maxLimits).toEqual({});
+    expect(parse(['--node=n1', '--default-limits=', '--max-limits=memory=4Gi']).defaultLimits).toEqual({});
+    expect(parse(['--node=n1', '--max-limits=memory=4Gi,pids=1000']).maxLimits).toEqual({ memory: '4Gi', pids: '1000' });
+  });
+
+  it('names the flag of a bad list, and of a default above its cap', () => {
+    expect(problems(['--node=n1', '--default-limits=mem=1Gi'])).toEqual([expect.stringMatching(/^--default-limits: "mem=1Gi": unknown limit "mem"/)]);
+    expect(problems(['--node=n1', '--max-limits=pids=x'])).toEqual([expect.stringMatching(/^--max-limits: "pids=x": pids must be an integer/)]);
+    expect(problems(['--node=n1', '--max-limits=pids=50'])).toEqual(['--max-limits: default pids=100 is above its cap 50 (--default-limits)']);
+  });
+});

@@ -17,6 +17,7 @@ import { isSameProcess, recordIdentity } from '../../../node-agent/exec.js';
 import { sameProcessId } from '../../core/procfs.js';
 import { supervise } from '../../../node-agent/supervisor.js';
 import { DEFAULT_SECCOMP_PROFILE_DIR } from '../../../node-agent/seccomp.js';
+import { applyDefaultLimits, defaultsAboveCaps, DEFAULT_LIMITS_FLAG, limitProblems, parseLimits, skippedText, type Limits } from '../../../node-agent/limits.js';
 import type { Verdict } from '../../../node-agent/lifecycle.js';
 import type { Command } from '../main.js';
 import { UsageError } from '../main.js';
@@ -32,6 +33,9 @@ Runs the DisposableEnv in FILE on this host and exits with its exit code.
   --log-size-max BYTES     cap on the workload log file kept by conmon (default 10485760)
   --seccomp-profile-dir DIR  where spec.security.seccompProfile.localhostProfile is resolved; a profile
                            outside it is refused (default ${DEFAULT_SECCOMP_PROFILE_DIR})
+  --default-limits LIST    limits for what the env leaves unset; one this host cannot enforce is
+                           skipped (default ${DEFAULT_LIMITS_FLAG}; empty: none)
+  --max-limits LIST        caps, same syntax (e.g. memory=4Gi,pids=1000): asking more is refused (default: none)
 ${RUNTIME_FLAGS_HELP}`;
 
 const OPTIONS = {
@@ -60,6 +64,14 @@ function logCap(raw: string): number {
   return n;
 }
 
+function limitsFlag(v: Values, flag: 'default-limits' | 'max-limits', def: string): Limits {
+  try {
+    return parseLimits(v[flag] ?? def);
+  } catch (err) {
+    throw new UsageError(`--${flag}: ${(err as Error).message}`);
+  }
+}
+
 export const command: Command = {
   summary: 'run a DisposableEnv on this host: create, limit, run, watch, tear down',
   async run(argv: string[]): Promise<number> {
@@ -70,6 +82,10 @@ export const command: Command = {
     }
     if (!values.file) throw new UsageError('missing -f FILE');
     const ms = interval(values);
+    const defaults = limitsFlag(values, 'default-limits', DEFAULT_LIMITS_FLAG);
+    const caps = limitsFlag(values, 'max-limits', '');
+    const inverted = defaultsAboveCaps(defaults, caps);
+    if (inverted.length) throw new UsageError(`--max-limits: ${inverted.join('; ')} (--default-limits)`);
     const envs = await readManifests(values.file);
     if (envs.length !== 1) throw new UsageError(`${values.file} holds ${envs.length} DisposableEnvs; denv run takes exactly one`);
     const env = envs[0]!;
@@ -82,9 +98,17 @@ export const command: Command = {
       else console.error(`denv: ${phaseLine(r)}`);
     };
     try {
+      // the node's default limits fill what the env leaves unset, then the caps bound what it asks
+      const defaulted = applyDefaultLimits(env.spec, defaults, await rt.unenforceableLimits(defaults));
+      for (const line of skippedText(defaulted.skipped)) console.error(`denv: ${line}`);
+      const over = limitProblems(defaulted.spec, caps);
+      if (over.length) {
+        console.error(`denv run: cannot run ${name} (nothing was created):\n  ${over.join('\n  ')}`);
+        return 2;
+      }
       let record: EnvRecord;
       try {
-        record = await rt.create({ name, spec: env.spec, ...(values.id !== undefined ? { id: values.id } : {}) }, show);
+        record = await rt.create({ name, spec: defaulted.spec, ...(values.id !== undefined ? { id: values.id } : {}) }, show);
       } catch (err) {
         if (err instanceof PreflightError) {
           console.error(`denv run: cannot run ${name} (nothing was created):\n  ${err.problems.join('\n  ')}`);
