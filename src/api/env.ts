@@ -129,7 +129,7 @@ export const ResourcesSchema = z
       .default(false)
       .describe('When true, a limit this node cannot enforce (e.g. memory.high on cgroup v1) is skipped and reported instead of failing the env.'),
   })
-  .meta({ description: 'Resource limits for the env cgroup subtree. Unset means unlimited.' });
+  .meta({ description: 'Resource limits for the env cgroup subtree. A limit left unset gets the default of the node (agent flag --default-limits), if the node can enforce it; a limit above the cap of the node (--max-limits) is refused.' });
 
 export const WorkloadSchema = z
   .strictObject({
