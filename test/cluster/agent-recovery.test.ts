@@ -5,7 +5,9 @@
  * longer than the node-lease timeout finds its envs NodeLost and its GC
  * reclaims them; orphans planted on the host with the project's prefix are
  * reclaimed within one GC pass and counted in /metrics; invalid and
- * out-of-policy manifests create nothing on the host.
+ * out-of-policy manifests create nothing on the host; an env with no resources
+ * runs under the node's default limits, and one asking above --max-limits is
+ * refused naming the field and the cap.
  */
 import { jest } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -44,7 +46,7 @@ describe('node agent: restart, node loss, orphans, refusals', () => {
 
   beforeAll(async () => {
     client = await testClient();
-    await nodes.add('a', ['--allowed-host-paths=/usr']);
+    await nodes.add('a', ['--allowed-host-paths=/usr', '--max-limits=memory=2Gi']);
     ctl = await startController([...nodes.controllerScope(), '--node-lease-timeout=12s', '--node-lost-finalizer-grace=10m']);
   });
 
@@ -154,5 +156,26 @@ describe('node agent: restart, node loss, orphans, refusals', () => {
     expect(events.some((x) => x.regarding === 'outside' && x.reason === 'PolicyDenied' && x.type === 'Warning')).toBe(true);
     // deleting it needs no teardown: the finalizer goes at once
     await kubectl(['delete', '-n', ns(), 'denv/outside', '--wait=true', '--timeout=30s'], { timeoutMs: 40_000 });
+  });
+  it('an env with no resources runs under the default limits (read from the kernel); asking above --max-limits ends PolicyDenied naming the field and the cap', async () => {
+    const a = nodes.get('a');
+    const created = await createEnv(client, ns(), 'defaulted', { workload: { command: ['/bin/sh', '-c', 'sleep 4'] } });
+    const rec = await waitFor(async () => {
+      const r = (await new Journal(a.stateDir).list()).records.find((x) => x.source.kind === 'kubernetes' && x.source.uid === created.metadata.uid);
+      return r?.phase === 'Running' ? r : undefined;
+    }, { timeoutMs: 60_000, what: 'the env to run' });
+    expect(rec.spec.resources).toMatchObject({ memory: { max: '1Gi' }, pids: { max: 100 }, cpu: { max: '500m' } });
+    expect(readFileSync(`/sys/fs/cgroup/pids/${rec.cgroupPath}/pids.max`, 'utf8').trim()).toBe('100');
+    expect(Number(readFileSync(`/sys/fs/cgroup/memory/${rec.cgroupPath}/memory.limit_in_bytes`, 'utf8'))).toBe(1024 ** 3);
+    expect((await waitForEnv(client, ns(), 'defaulted', finished, 'finished', 60_000)).status?.phase).toBe('Succeeded');
+
+    const dirsBefore = envDirs(a.stateDir).length;
+    await createEnv(client, ns(), 'greedy', { resources: { memory: { max: '8Gi' } } });
+    const e = await waitForEnv(client, ns(), 'greedy', finished, 'finished', 60_000);
+    expect(e.status).toMatchObject({ phase: 'Failed', reason: 'PolicyDenied' });
+    expect(e.status?.message).toContain("spec.resources.memory.max: 8Gi is above this node's cap 2Gi (flag --max-limits)");
+    expect(e.status?.message).toContain('nothing was created');
+    expect(envDirs(a.stateDir).length).toBe(dirsBefore);
+    await kubectl(['delete', '-n', ns(), 'denv/greedy', 'denv/defaulted', '--wait=true', '--timeout=30s'], { timeoutMs: 40_000 });
   });
 });
