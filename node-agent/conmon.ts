@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseProcStat, type ProcessId } from '../src/core/procfs.js';
-import { ExecError, isSameProcess, recordIdentity, run } from './exec.js';
+import { ExecError, identityWrittenAt, isSameProcess, recordIdentity, run } from './exec.js';
 import { sharedHelper } from './spawner.js';
 
 /** What conmon needs for one container. */
@@ -466,4 +466,29 @@ export function logTail(text: string, maxLines = 50, maxBytes = 16384): string {
   let tail = lines.slice(-maxLines).join('\n');
   if (tail.length > maxBytes) tail = tail.slice(tail.length - maxBytes);
   return tail;
+}
+
+/**
+ * True while `id` is alive (same pid and start time: a reused pid is another
+ * process) and is a conmon for container `cid` (a recorded pid that named
+ * something else never passes).
+ */
+export async function isConmonOf(id: ProcessId | undefined, cid: string): Promise<boolean> {
+  if (!isSameProcess(id)) return false;
+  try {
+    const cmd = (await readFile(`/proc/${id!.pid}/cmdline`, 'utf8')).split('\0');
+    return path.basename(cmd[0] ?? '') === 'conmon' && cmd.includes(cid) && isSameProcess(id);
+  } catch {
+    return false;
+  }
+}
+
+/** The conmon a pid file names: the process with that pid if it started before conmon wrote the file. */
+export async function conmonFromPidFile(file: string): Promise<ProcessId | undefined> {
+  try {
+    const [pid, st] = await Promise.all([readPidFile(file), stat(file)]);
+    return identityWrittenAt(pid, st.mtimeMs);
+  } catch {
+    return undefined;
+  }
 }

@@ -3,35 +3,40 @@
  * → cgroups → netns → rootfs → bundle → conmon/runc create → start), observe
  * it, terminate it, and tear it down with proof that every host object is gone.
  *
- * Preflight checks everything that can be known in advance (spec, tools,
- * rootfs, what this host can enforce) and changes nothing on the host. After
- * that, every resource is journaled before it is created; any failure tears
- * down what the journal lists, so creation is all-or-nothing.
+ * Preflight (preflight.ts) checks everything that can be known in advance
+ * (spec, tools, rootfs, what this host can enforce) and changes nothing on the
+ * host. After that, every resource is journaled before it is created; any
+ * failure tears down what the journal lists (teardown.ts), so creation is
+ * all-or-nothing.
+ *
+ * Over 500 lines because the class is the one place that orders an env's life
+ * against its journal (create's steps and their records, finish, teardown's
+ * record); the steps themselves live in their own modules.
  */
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvSpec } from '../src/api/env.js';
 import type { Phase } from '../src/api/constants.js';
-import { GONE_START_TICKS, procState, type ProcessId } from '../src/core/procfs.js';
+import { GONE_START_TICKS, type ProcessId } from '../src/core/procfs.js';
 import { V1Driver } from './cgroup/v1.js';
 import { V2Driver } from './cgroup/v2.js';
 import { removeEmptyLevels } from './cgroup/tree.js';
 import type { CgroupDriver, CgroupStats, KillMethod } from './cgroup/types.js';
-import { conmonCreate, FifoStart, logTail, readExitCode, readPidFile, removeContainer, runcKill } from './conmon.js';
-import { identityWrittenAt, isSameProcess, selfIdentity } from './exec.js';
-import { releaseIdRange, reservationsOwnedBy, reserveIdRange } from './idmap.js';
+import { conmonCreate, FifoStart, isConmonOf, logTail, readExitCode, runcKill } from './conmon.js';
+import { removeEnvObjects } from './teardown.js';
+import { findTools, localhostSeccomp, PreflightError, specProblems, SYSTEM_PATH, type Tools } from './preflight.js';
+import { isSameProcess, selfIdentity } from './exec.js';
+import { reserveIdRange } from './idmap.js';
 import { isFinished, Journal, markCreated, markRemoved, outstanding, recordProcess, type EnvRecord, type EnvSource, type LeakReport, type ResourceRef } from './journal.js';
 import { outcome, usageFromStats, type Sample, type Verdict } from './lifecycle.js';
 import { HostRoot } from './hostroot.js';
 import { LIMIT_KEYS, limitResources, type LimitKey, type Limits } from './limits.js';
 import type { NodeMetrics } from './metrics.js';
-import { unmountTree } from './mounts.js';
 import { assertCgroupRoot, cgroupRelPath, DEFAULT_CGROUP_ROOT, envPaths, generateEnvId, hostName, IDMAP_DIR, netnsPath, RUNC_ROOT, assertEnvId, isClassName, STATE_REGISTRY_DIR } from './names.js';
 import { registerStateDir } from './state-registry.js';
-import { createNetns, deleteNetns, netBytes } from './netns.js';
-import { buildOciConfig, capabilitySet, type InitKind } from './oci.js';
-import { DEFAULT_SECCOMP_PROFILE_DIR, parseSeccompProfile, type SeccompProfile } from './seccomp.js';
+import { createNetns, netBytes } from './netns.js';
+import { buildOciConfig } from './oci.js';
 import { detectCgroupLayout, findExecutable, type CgroupLayout } from './probe.js';
 
 /** Settings of a runtime instance (CLI flags or agent configuration). */
@@ -57,17 +62,6 @@ export interface RuntimeOptions {
   readonly seccompProfileDir?: string;
 }
 
-/** Resolved paths of every program the runtime runs. */
-export interface Tools {
-  readonly runc: string;
-  readonly conmon: string;
-  readonly init: string;
-  readonly initKind: InitKind;
-  readonly ip: string;
-  readonly unshare: string;
-  readonly mount: string;
-  readonly umount: string;
-}
 
 /** A request to create an env. */
 export interface CreateRequest {
@@ -77,13 +71,6 @@ export interface CreateRequest {
   readonly source?: EnvSource;
 }
 
-/** Refused before anything was created on the host. */
-export class PreflightError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('; '));
-    this.name = 'PreflightError';
-  }
-}
 
 /** Creation failed part-way; everything made was torn down again (see `record`). */
 export class CreateError extends Error {
@@ -97,7 +84,6 @@ export class CreateError extends Error {
   }
 }
 
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** What build() made, for the journal write that records the start: the init's identity and the results. */
 interface Built {
@@ -188,29 +174,9 @@ export class Runtime {
     return new Runtime(options, layout, driver);
   }
 
-  /** Find runc, conmon, an init, ip, mount and umount; a clear error names what is missing. */
+  /** Find runc, conmon, an init, ip, mount and umount (once); a PreflightError names what is missing. */
   async tools(): Promise<Tools> {
-    if (this.toolsCache) return this.toolsCache;
-    const rtPath = this.options.runtimePath ?? process.env.PATH ?? SYSTEM_PATH;
-    const sysPath = `${process.env.PATH ?? ''}:${SYSTEM_PATH}`;
-    const problems: string[] = [];
-    const need = async (name: string, where: string, hint: string): Promise<string> => {
-      const p = await findExecutable(name, where);
-      if (!p) problems.push(`${name} not found in ${where || '(empty path)'} (${hint})`);
-      return p ?? '';
-    };
-    const via = this.options.runtimePath ? 'check --runtime-path' : 'install it, or pass --runtime-path DIR';
-    const runc = await need('runc', rtPath, `apt-get install runc; ${via}`);
-    const conmon = await need('conmon', rtPath, `apt-get install conmon; ${via}`);
-    const tini = await findExecutable('tini-static', rtPath);
-    const catatonit = tini ? undefined : await findExecutable('catatonit', rtPath);
-    if (!tini && !catatonit) problems.push(`neither tini-static nor catatonit found in ${rtPath} (apt-get install tini; ${via})`);
-    const ip = await need('ip', sysPath, 'apt-get install iproute2');
-    const unshare = await need('unshare', sysPath, 'apt-get install util-linux');
-    const mount = await need('mount', sysPath, 'apt-get install mount');
-    const umount = await need('umount', sysPath, 'apt-get install mount');
-    if (problems.length) throw new PreflightError(problems);
-    this.toolsCache = { runc, conmon, init: tini ?? catatonit ?? '', initKind: tini ? 'tini' : 'catatonit', ip, unshare, mount, umount };
+    this.toolsCache ??= await findTools(this.options.runtimePath);
     return this.toolsCache;
   }
 
@@ -245,75 +211,10 @@ export class Runtime {
     } catch (err) {
       problems.push(...((err as PreflightError).problems ?? [(err as Error).message]));
     }
-    problems.push(...(await this.specProblems(req.spec)));
+    problems.push(...(await specProblems({ stateDir: this.stateDir, driver: this.driver, layoutMode: this.layout.mode, seccompProfileDir: this.options.seccompProfileDir }, req.spec)));
     const live = this.journal.liveNamed(req.name);
     if (live) problems.push(`an env named ${req.name} is already ${live.phase} in ${this.stateDir} (id ${live.id})`);
     if (problems.length) throw new PreflightError(problems);
-  }
-
-  private async specProblems(spec: EnvSpec): Promise<string[]> {
-    const problems: string[] = [];
-    const hp = spec.rootfs?.hostPath;
-    if (hp !== undefined) {
-      const st = await stat(hp).catch(() => undefined);
-      if (!st) problems.push(`spec.rootfs.hostPath: ${hp} does not exist`);
-      else if (!st.isDirectory()) problems.push(`spec.rootfs.hostPath: ${hp} is not a directory`);
-    }
-    const ns = spec.isolation.namespaces;
-    if (ns.includes('user') && !spec.isolation.userNamespace.enabled) {
-      problems.push("spec.isolation.userNamespace.enabled is false but 'user' is in spec.isolation.namespaces: remove it to run without a user namespace");
-    }
-    if (ns.includes('user')) {
-      const max = Number(readProc('/proc/sys/user/max_user_namespaces', '0'));
-      if (!(max > 0)) problems.push('spec.isolation.namespaces: user namespaces are disabled on this host (max_user_namespaces=0)');
-    }
-    if (spec.security.appArmorProfile !== undefined) {
-      const on = readProc('/sys/module/apparmor/parameters/enabled', 'N') === 'Y';
-      if (!on) problems.push('spec.security.appArmorProfile: AppArmor is not enabled on this host');
-    }
-    if (ns.includes('user')) {
-      // runc resolves the rootfs from inside the user namespace, as the mapped root: every
-      // directory on the way must be searchable by "others".
-      const paths = [this.stateDir, ...(hp !== undefined ? [hp] : [])];
-      for (const p of paths) {
-        const blocked = firstUnsearchable(p);
-        if (blocked) problems.push(`${blocked} is not searchable by the env's mapped root user (mode lacks o+x); chmod o+x ${blocked} or use another ${p === hp ? 'rootfs' : '--state-dir'}`);
-      }
-    }
-    if (spec.security.seccompProfile.type === 'Localhost') {
-      await this.localhostSeccomp(spec).catch((err: unknown) => problems.push((err as Error).message));
-    }
-    const missing = await this.driver.unenforceable(spec.resources);
-    if (missing.length && !spec.resources.bestEffort) {
-      for (const m of missing) problems.push(`${m.field}: cannot be enforced on this ${this.layout.mode} cgroup host: ${m.why} (set spec.resources.bestEffort: true to run without it)`);
-    }
-    return problems;
-  }
-
-  /**
-   * The env's Localhost seccomp profile: `localhostProfile` resolved inside the
-   * profile directory (its real path too, so a symlink cannot lead out), read
-   * and parsed. The error names the field.
-   */
-  private async localhostSeccomp(spec: EnvSpec): Promise<SeccompProfile> {
-    const field = 'spec.security.seccompProfile.localhostProfile';
-    const rel = spec.security.seccompProfile.localhostProfile ?? '';
-    const dir = await realpath(this.options.seccompProfileDir ?? DEFAULT_SECCOMP_PROFILE_DIR).catch(() => undefined);
-    if (!dir) throw new Error(`${field}: the node's seccomp profile directory ${this.options.seccompProfileDir ?? DEFAULT_SECCOMP_PROFILE_DIR} does not exist`);
-    const file = await realpath(path.resolve(dir, rel)).catch(() => undefined);
-    if (!file) throw new Error(`${field}: ${rel} does not exist in the seccomp profile directory ${dir}`);
-    if (!file.startsWith(`${dir}/`)) throw new Error(`${field}: ${rel} resolves to ${file}, outside the seccomp profile directory ${dir}`);
-    let json: unknown;
-    try {
-      json = JSON.parse(await readFile(file, 'utf8'));
-    } catch (err) {
-      throw new Error(`${field}: ${file} is not a JSON seccomp profile: ${(err as Error).message}`);
-    }
-    try {
-      return parseSeccompProfile(json, { caps: capabilitySet(spec.security) });
-    } catch (err) {
-      throw new Error(`${field}: ${file} is not a seccomp profile: ${(err as Error).message}`);
-    }
   }
 
   /**
@@ -438,7 +339,7 @@ export class Runtime {
     ]);
     timings.prepare = since(tPrepare); // the parallel steps above, as a whole
     await step('bundle', async () => {
-      const localhostSeccomp = spec.security.seccompProfile.type === 'Localhost' ? await this.localhostSeccomp(spec) : undefined;
+      const localProfile = spec.security.seccompProfile.type === 'Localhost' ? await localhostSeccomp(this.options.seccompProfileDir, spec) : undefined;
       const cfg = buildOciConfig({
         id,
         name: record.name,
@@ -450,7 +351,7 @@ export class Runtime {
         cgroupsPath: this.driver.runcPath(record.cgroupPath),
         initHostPath: tools.init,
         initKind: tools.initKind,
-        ...(localhostSeccomp ? { localhostSeccomp } : {}),
+        ...(localProfile ? { localhostSeccomp: localProfile } : {}),
       });
       writeFileSync(p.config, JSON.stringify(cfg), { mode: 0o600 }); // ~10 KB: synchronous, like the other small files here
     });
@@ -665,22 +566,16 @@ export class Runtime {
   private async teardownThen(id: string, then?: (r: EnvRecord, leaks: LeakReport[]) => void): Promise<{ leaks: LeakReport[]; record: EnvRecord }> {
     const t = Date.now();
     const r = await this.mustRead(id);
-    const leaks: LeakReport[] = [];
-    const gone: ResourceRef[] = [];
-    const stuck = await this.killAndWait(r);
-    if (stuck) leaks.push(stuck);
-    // with the processes gone these are independent: the container (then its conmon), mounts, the netns
-    await Promise.all([
-      this.tryStep(leaks, 'container', () => this.removeContainer(r, gone)).then(() => this.tryStep(leaks, 'conmon', () => this.reapConmon(r, gone))),
-      this.tryStep(leaks, 'mount', () => this.removeMounts(r, gone)),
-      this.tryStep(leaks, 'netns', () => this.removeNetns(r, gone)),
-    ]);
-    if (!stuck) {
-      await this.tryStep(leaks, 'cgroup', () => this.removeCgroups(r, gone));
-      await this.tryStep(leaks, 'idRange', () => this.releaseIds(r, gone));
-    } else {
-      leaks.push({ what: 'cgroup', detail: `${r.cgroupPath} kept: processes are still inside` });
-    }
+    const { gone, leaks } = await removeEnvObjects(
+      {
+        driver: this.driver,
+        killMethod: this.options.killMethod ?? 'auto',
+        emptyTimeoutMs: this.options.emptyTimeoutMs ?? 10_000,
+        idOwner: (id) => this.idOwner(id),
+        tools: () => this.teardownTools(),
+      },
+      r,
+    );
     // everything verified gone is crossed off in one write; a teardown cut short repeats the checks
     const record = await this.journal.update(id, (x) => {
       markRemoved(x, gone, new Date().toISOString());
@@ -689,109 +584,6 @@ export class Runtime {
     });
     this.options.metrics?.teardownDuration.observe((Date.now() - t) / 1000);
     return { leaks, record };
-  }
-
-  private async tryStep(leaks: LeakReport[], what: string, fn: () => Promise<void>): Promise<void> {
-    try {
-      await fn();
-    } catch (err) {
-      leaks.push({ what, detail: (err as Error).message });
-    }
-  }
-
-  private has(r: EnvRecord, kind: string): boolean {
-    return outstanding(r).some((x) => x.kind === kind);
-  }
-
-  /** Kill whatever is left and wait for the cgroup to empty; a report of stuck processes if it does not. */
-  private async killAndWait(r: EnvRecord): Promise<LeakReport | undefined> {
-    if (!this.has(r, 'cgroup')) return undefined;
-    if (!(await this.driver.populated(r.cgroupPath).catch(() => false))) return undefined;
-    await this.driver.kill(r.cgroupPath, this.options.killMethod ?? 'auto').catch(() => undefined);
-    const waitMs = this.options.emptyTimeoutMs ?? 10_000;
-    if (await this.driver.waitEmpty(r.cgroupPath, waitMs)) return undefined;
-    const pids = await this.driver.procs(r.cgroupPath);
-    const states = await Promise.all(pids.map(async (p) => `${p}:${procState(await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '')) ?? '?'}`));
-    const inD = states.filter((s) => s.endsWith(':D')).length;
-    return { what: 'processes', pids, detail: `${pids.length} process(es) survived SIGKILL for ${waitMs} ms (${inD} in uninterruptible sleep): ${states.join(' ')}` };
-  }
-
-  private async removeContainer(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
-    const c = outstanding(r).find((x) => x.kind === 'container');
-    if (!c) return;
-    // the cgroup step after this one removes and verifies every cgroup dir the journal lists
-    const ours = new Set(r.resources.filter((x) => x.kind === 'cgroup').map((x) => x.hostId));
-    const by = await removeContainer(r.runtime.runc, r.runtime.runcRoot, c.hostId, ours);
-    gone.push({ kind: 'container', hostId: c.hostId, detail: { removedBy: by } });
-  }
-
-  private async reapConmon(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
-    const c = outstanding(r).find((x) => x.kind === 'conmon');
-    if (!c) return;
-    // a creator that died before recording conmon still left conmon's own pid file
-    const pidFile = typeof c.detail?.pidFile === 'string' ? c.detail.pidFile : undefined;
-    const id = r.processes.conmon ?? (pidFile ? await conmonFromPidFile(pidFile) : undefined);
-    if (await isConmonOf(id, c.hostId)) {
-      // conmon exits by itself once the container is gone and the exit file is written
-      const deadline = Date.now() + 5000;
-      while (Date.now() < deadline && (await isConmonOf(id, c.hostId))) await sleep(5);
-      if (await isConmonOf(id, c.hostId)) {
-        process.kill(id!.pid, 'SIGKILL');
-        await sleep(50);
-        if (await isConmonOf(id, c.hostId)) throw new Error(`conmon pid ${id!.pid} did not exit`);
-      }
-    }
-    gone.push({ kind: 'conmon', hostId: c.hostId });
-  }
-
-  private async removeMounts(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
-    const kinds = ['mount', 'mountAnchor'] as const; // mounts first, then the anchor they sit under
-    if (!outstanding(r).some((x) => (kinds as readonly string[]).includes(x.kind))) return;
-    const tools = await this.teardownTools();
-    for (const kind of kinds) {
-      for (const m of outstanding(r).filter((x) => x.kind === kind)) {
-        await unmountTree(tools, m.hostId);
-        gone.push({ kind, hostId: m.hostId });
-      }
-    }
-  }
-
-  private async removeNetns(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
-    const list = outstanding(r).filter((x) => x.kind === 'netns');
-    if (!list.length) return;
-    const tools = await this.teardownTools();
-    for (const n of list) {
-      await deleteNetns(tools.ip, path.basename(n.hostId));
-      gone.push({ kind: 'netns', hostId: n.hostId });
-    }
-  }
-
-  private async removeCgroups(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
-    const entries = outstanding(r).filter((x) => x.kind === 'cgroup');
-    if (!entries.length) return;
-    // The shared parents stay for the next env (making them again costs a create most of its cgroup
-    // step: on v1 a new cpuset level must copy cpus and mems); close() and the GC pass prune them.
-    await this.driver.remove(r.cgroupPath, { budgetMs: 5000, removeParents: false });
-    // leaves must be gone; parents are shared and may stay while other envs use them
-    const leaves = new Set(this.driver.directories(r.cgroupPath).map((chain) => chain[chain.length - 1]));
-    const still: string[] = [];
-    await Promise.all(
-      entries.map(async (e) => {
-        const exists = (await stat(e.hostId).catch(() => undefined)) !== undefined;
-        if (exists && leaves.has(e.hostId)) still.push(e.hostId);
-        else gone.push({ kind: 'cgroup', hostId: e.hostId });
-      }),
-    );
-    if (still.length) throw new Error(`cgroup directories still exist: ${still.join(', ')}`);
-  }
-
-  private async releaseIds(r: EnvRecord, gone: ResourceRef[]): Promise<void> {
-    for (const x of outstanding(r).filter((e) => e.kind === 'idRange')) {
-      // `<dir>/?`: reserved (maybe) but not recorded yet: the reservation names its owner
-      const files = x.hostId.endsWith('/?') ? await reservationsOwnedBy(path.dirname(x.hostId), this.idOwner(r.id)) : [x.hostId];
-      for (const f of files) await releaseIdRange(f);
-      gone.push({ kind: 'idRange', hostId: x.hostId });
-    }
   }
 
   /** Tools for teardown (from the system path; looked up once per runtime). */
@@ -842,51 +634,6 @@ export function isTerminalPhase(p: Phase): boolean {
   return p === 'Succeeded' || p === 'Failed';
 }
 
-/** The first existing directory on the way to `p` (inclusive) that others cannot search. */
-function firstUnsearchable(p: string): string | undefined {
-  // a stat per level on every create: synchronous, cheaper than a thread-pool round trip each
-  const parts = path.resolve(p).split('/').filter(Boolean);
-  for (let i = 0; i <= parts.length; i++) {
-    const dir = `/${parts.slice(0, i).join('/')}`;
-    const st = statSync(dir, { throwIfNoEntry: false });
-    if (!st) return undefined; // created later by us with o+x
-    if (st.isDirectory() && (st.mode & 0o001) === 0) return dir;
-  }
-  return undefined;
-}
 
-/** A small procfs/sysfs value, trimmed; `fallback` when it cannot be read. */
-function readProc(file: string, fallback: string): string {
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch {
-    return fallback;
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
-
-/**
- * True while `id` is alive (same pid and start time: a reused pid is another
- * process) and is a conmon for container `cid` (a recorded pid that named
- * something else never passes).
- */
-export async function isConmonOf(id: ProcessId | undefined, cid: string): Promise<boolean> {
-  if (!isSameProcess(id)) return false;
-  try {
-    const cmd = (await readFile(`/proc/${id!.pid}/cmdline`, 'utf8')).split('\0');
-    return path.basename(cmd[0] ?? '') === 'conmon' && cmd.includes(cid) && isSameProcess(id);
-  } catch {
-    return false;
-  }
-}
-
-/** The conmon a pid file names: the process with that pid if it started before conmon wrote the file. */
-async function conmonFromPidFile(file: string): Promise<ProcessId | undefined> {
-  try {
-    const [pid, st] = await Promise.all([readPidFile(file), stat(file)]);
-    return identityWrittenAt(pid, st.mtimeMs);
-  } catch {
-    return undefined;
-  }
-}

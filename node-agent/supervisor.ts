@@ -25,7 +25,8 @@ import { isFinished, recordProcess } from './journal.js';
 import { deadlineAt, initialState, observe, policyFromSpec, type Policy, type Verdict, type WatchState } from './lifecycle.js';
 import { envPaths } from './names.js';
 import { atomicWrite } from './journal.js';
-import { isConmonOf, type PhaseListener, type Runtime } from './runtime.js';
+import { isConmonOf } from './conmon.js';
+import type { PhaseListener, Runtime } from './runtime.js';
 
 /** Options of one supervision. */
 export interface SuperviseOptions {

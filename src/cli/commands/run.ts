@@ -12,7 +12,8 @@ import { expireFinished, openRuntime, phaseLine, recordJson, RUNTIME_FLAGS, RUNT
 import type { EnvRecord } from '../../../node-agent/journal.js';
 import { followUntil, LogFollower } from '../../../node-agent/logs.js';
 import { envPaths } from '../../../node-agent/names.js';
-import { CreateError, PreflightError, type Runtime } from '../../../node-agent/runtime.js';
+import { PreflightError } from '../../../node-agent/preflight.js';
+import { CreateError, type Runtime } from '../../../node-agent/runtime.js';
 import { isSameProcess, recordIdentity } from '../../../node-agent/exec.js';
 import { sameProcessId } from '../../core/procfs.js';
 import { supervise } from '../../../node-agent/supervisor.js';
